@@ -1,0 +1,44 @@
+"""Command line: ``superact run`` and ``superact data stats``.
+
+Each sub-command lives in its own module with ``add_parser(subparsers)`` and a
+``run(args) -> int`` function. Errors from bad input are reported as one line
+on stderr with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from superact_lens.cli import data as data_cmd
+    from superact_lens.cli import run as run_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="superact",
+        description="SuperActivator concept detection with streaming concept lenses.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_cmd.add_parser(sub)
+    data_cmd.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+        print(f"superact: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("superact: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from superact_lens.cli import main
+
+sys.exit(main())
