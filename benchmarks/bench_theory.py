@@ -1,0 +1,175 @@
+"""Benchmark of the theory package (issue #5).
+
+1. Every Appendix D statement check over >= 10^4 random configurations
+   (``theory.random_configs``, batches of 1000 with their own seed and token
+   count in 1..32): max violation per statement (identities: max relative
+   residual, tolerance 1e-9; inequalities: max normalised deficit, tolerance
+   64 ulp), plus how tight the noisy remainder bounds are.
+2. Simulator throughput: 10^4 sequences x 128 tokens x 32 layers, noiseless,
+   float64; ratio against the plain softmax layer map measured in the same run.
+3. Exactness of the scalar map on an aligned TransformerLens native model.
+4. Population dynamics summary and the D.4 equalisation rate vs 1 / (1 + beta).
+5. Measured heads of MiniLM (skipped with --quick or --no-minilm).
+
+The last line printed is JSON:
+``{"max_violation": {"D.1": ...}, "simulate_s": ..., "native_head_max_err": ..., ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+import theory
+from theory.native import native_exactness
+from theory.population import PopulationParams, equalisation_rate, run_population
+
+
+def bench_checks(n_configs: int, batch: int = 1000) -> dict:
+    worst = {name: 0.0 for name in theory.CHECKS}
+    seconds = {name: 0.0 for name in theory.CHECKS}
+    extra = {"D.7_remainder_over_R": 0.0, "D.7_remainder_over_sharp": 0.0}
+    extra |= {"D.7_sharp_max_deficit": 0.0, "D.3_bound_loosens_frac": 0.0, "D.2_quad_err": 0.0}
+    done = 0
+    for k in range(0, n_configs, batch):
+        n = min(batch, n_configs - k)
+        cfg = theory.random_configs(n, tokens=(1, 32), seed=1000 + k // batch)
+        for name, check in theory.CHECKS.items():
+            t0 = time.perf_counter()
+            res = check(cfg)
+            seconds[name] += time.perf_counter() - t0
+            worst[name] = max(worst[name], res.max_violation)
+            d = res.details
+            if name == "D.7":
+                for key in ("remainder_over_R", "remainder_over_sharp"):
+                    extra[f"D.7_{key}"] = max(extra[f"D.7_{key}"], float(d[key].max()))
+                sharp = d["sharp_slack"][torch.isfinite(d["sharp_slack"])]
+                if sharp.numel():
+                    deficit = float((-sharp).clamp_min(0).max())
+                    extra["D.7_sharp_max_deficit"] = max(extra["D.7_sharp_max_deficit"], deficit)
+            if name == "D.3" and "bound_loosens" in d:
+                extra["D.3_bound_loosens_frac"] += float(d["bound_loosens"].sum())
+            if name == "D.2":
+                extra["D.2_quad_err"] = max(extra["D.2_quad_err"], float(d["quad_err"].max()))
+        done += n
+        print(f"  checks: {done}/{n_configs} configurations", flush=True)
+    extra["D.3_bound_loosens_frac"] /= done
+    return {"max_violation": worst, "seconds": seconds, "extra": extra, "n_configs": done}
+
+
+def bench_simulate(n_seq: int, tokens: int = 128, layers: int = 32) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    a0 = torch.randn(n_seq, tokens, dtype=torch.float64, generator=gen)
+    t0 = time.perf_counter()
+    traj = theory.simulate(a0, layers, beta=0.3, kappa=0.5)
+    fast = time.perf_counter() - t0
+    # baseline: the plain softmax layer map on a subset, same run
+    sub = max(1, n_seq // 10)
+    t0 = time.perf_counter()
+    a = a0[:sub]
+    for _ in range(layers):
+        a = torch.cat(
+            [theory.layer_update(a[i : i + 64], beta=0.3, kappa=0.5) for i in range(0, sub, 64)]
+        )
+    base = (time.perf_counter() - t0) * n_seq / sub
+    err = float((traj[:sub, -1] - a).abs().max() / a.abs().max())
+    return {"simulate_s": fast, "baseline_s": base, "speedup": base / fast, "rel_diff": err}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="10^3 configurations, 10^3 sequences")
+    ap.add_argument("--configs", type=int, default=None)
+    ap.add_argument("--no-minilm", action="store_true")
+    args = ap.parse_args(argv)
+    n_configs = args.configs or (1000 if args.quick else 10_000)
+    n_seq = 1000 if args.quick else 10_000
+    print(f"torch threads: {torch.get_num_threads()}")
+
+    print(f"[1] statement checks over {n_configs} random configurations")
+    checks = bench_checks(n_configs)
+    for name, v in checks["max_violation"].items():
+        kind = "residual" if theory.CHECKS[name] in _IDENTITIES else "deficit"
+        print(f"  {name:5s} max {kind} {v:.3e}   ({checks['seconds'][name]:.1f} s)")
+    for key, v in checks["extra"].items():
+        print(f"  {key}: {v:.4g}")
+
+    print(f"[2] simulate {n_seq} x 128 tokens x 32 layers (float64, noiseless)")
+    sim = bench_simulate(n_seq)
+    print(
+        f"  simulate {sim['simulate_s']:.2f} s; plain softmax map {sim['baseline_s']:.2f} s "
+        f"(ratio {sim['speedup']:.2f}x); max rel diff {sim['rel_diff']:.1e}"
+    )
+
+    print("[3] native TransformerLens model satisfying (A1)-(A2)")
+    native = native_exactness()
+    print(f"  max |measured - predicted| = {native['max_abs_err']:.2e}")
+
+    print("[4] population dynamics (defaults of PopulationParams)")
+    pop = run_population(PopulationParams())
+    summary = pop.summary()
+    rate = float(
+        equalisation_rate(
+            run_population(
+                PopulationParams(n_layers=40, delta=0.0, eta=0.0, n_pos=100, n_neg=10)
+            ).pos
+        )
+    )
+    summary["equalisation_rate"] = rate
+    summary["equalisation_rate_theory"] = 1 / (1 + pop.params.beta)
+    print(f"  {summary}")
+
+    minilm = None
+    if not (args.quick or args.no_minilm):
+        print("[5] MiniLM measured heads")
+        from theory.minilm import minilm_head_report
+
+        t0 = time.perf_counter()
+        rep = minilm_head_report()
+        minilm = {"concept_source": rep["concept_source"], "layers": []}
+        for r in rep["layers"]:
+            top = r["heads"]["rank"][0]
+            row = {
+                "layer": r["layer"],
+                "top_head": top,
+                "beta_kappa_top": r["heads"]["gain"][top],
+                "corr_scalar": r["corr_scalar"],
+                "corr_measured_attention": r["corr_measured_attention"],
+                "fit_beta_kappa": r["fit"]["beta_kappa"],
+                "fit_r2": r["fit"]["r2"],
+                "delta_median": r["delta_median"],
+                "eta_std_over_std_a": r["eta_std"],
+                "ln_slope": r["ln_slope"],
+            }
+            minilm["layers"].append(row)
+            print(
+                "  "
+                + ", ".join(
+                    f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                )
+            )
+        print(f"  ({time.perf_counter() - t0:.1f} s)")
+
+    out = {
+        "max_violation": checks["max_violation"],
+        "simulate_s": sim["simulate_s"],
+        "native_head_max_err": native["max_abs_err"],
+        "n_configs": checks["n_configs"],
+        "simulate_baseline_s": sim["baseline_s"],
+        "tolerance": {"identity": 1e-9, "inequality": theory.configs.ROUNDING},
+        "bounds": checks["extra"],
+        "population": summary,
+        "minilm": minilm,
+    }
+    print(json.dumps(out))
+    return out
+
+
+_IDENTITIES = {theory.check_d1, theory.check_d2, theory.check_d4, theory.check_d5}
+_IDENTITIES |= {theory.check_d9, theory.check_d10}
+
+if __name__ == "__main__":
+    main()

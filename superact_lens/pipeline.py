@@ -1,0 +1,286 @@
+"""The whole method on one model and one dataset: what ``superact run`` does.
+
+Two streaming passes over the data, never holding residuals:
+
+1. TRAIN split -> normalisation statistics, a bounded token sample (in-concept
+   tokens and tokens of negative samples) and the sample embeddings; concepts
+   of every requested type are fitted from these.
+2. CAL and TEST splits -> token scores of every concept bank plus the sample
+   embeddings (for the CLS baseline).
+
+Then every detector is calibrated on CAL (layer, N or threshold per concept)
+and evaluated on TEST with bootstrap confidence intervals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from superact_lens.concepts import ConceptBank, fit_cls_concepts, fit_concepts
+from superact_lens.data import TextDataset, load_dataset, token_masks
+from superact_lens.detection import (
+    AggregatorDetector,
+    FixedNDetector,
+    SuperActivatorDetector,
+    bootstrap_weighted_f1,
+    detection_metrics,
+)
+from superact_lens.lens import ConceptLens
+from superact_lens.normalization import Normalizer
+from superact_lens.scores import TokenScores
+from superact_lens.sinks import (
+    NormStatsSink,
+    ProjectionSink,
+    SampleEmbeddingSink,
+    TokenCollector,
+)
+
+__all__ = ["RunConfig", "Experiment", "run_experiment", "METHODS", "CONCEPT_KINDS"]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("superact", "superact_fixed", "cls", "mean", "last", "random", "max")
+CONCEPT_KINDS = ("linsep", "mean", "kmeans", "klinsep")
+
+
+@dataclass
+class RunConfig:
+    """Everything ``superact run`` takes. Layers may be indices or percents ("50%")."""
+
+    model: str = "minilm"
+    dataset: str = "wordnet-supersenses"
+    concepts: tuple[str, ...] = ("linsep", "mean", "kmeans", "klinsep")
+    layers: list[int | str] | None = None
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "cpu"
+    n_bootstrap: int = 1000
+    cap_in: int = 2000
+    cap_neg: int = 20000
+    max_length: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.concepts if c not in CONCEPT_KINDS]
+        if unknown or not self.concepts:
+            raise ValueError(
+                f"--concepts: unknown concept type(s) {unknown or self.concepts}; "
+                f"choose from {', '.join(CONCEPT_KINDS)}"
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        if self.n_bootstrap < 1:
+            raise ValueError(f"n_bootstrap must be positive, got {self.n_bootstrap}")
+
+
+@dataclass
+class SplitScores:
+    """Scores of one split for one concept type, with the labels they are judged against."""
+
+    scores: TokenScores  # token scores (+ cls from the CLS-level bank when columns agree)
+    cls: TokenScores  # CLS-level scores only (no tokens)
+    labels: Bool[Tensor, "n C"]
+    masks: Bool[Tensor, "n_tokens C"]
+
+
+@dataclass
+class Experiment:
+    """What a run produced, kept in memory for analyses, figures and notebooks."""
+
+    config: RunConfig
+    dataset: TextDataset
+    layers: list[int]
+    normalizer: Normalizer
+    banks: dict[str, ConceptBank]
+    cls_banks: dict[str, ConceptBank]
+    cal: dict[str, SplitScores]
+    test: dict[str, SplitScores]
+    detectors: dict[str, dict[str, object]] = field(default_factory=dict)
+    predictions: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def _stack_masks(masks: list[Tensor], n_concepts: int) -> Bool[Tensor, "n_tokens C"]:
+    if not masks:
+        return torch.zeros(0, n_concepts, dtype=torch.bool)
+    return torch.cat(masks, dim=0)
+
+
+def _cls_only_scores(
+    bank: ConceptBank,
+    embeddings: Float[Tensor, "layers n d_model"],
+    layers: list[int],
+    normalizer: Normalizer,
+) -> TokenScores:
+    """TokenScores holding only sample-level scores (every sample owns zero tokens)."""
+    cls = torch.stack(
+        [bank.score(embeddings[i], layer, normalizer) for i, layer in enumerate(layers)]
+    )
+    n = embeddings.shape[1]
+    return TokenScores(
+        layers=list(layers),
+        concepts=list(bank.names),
+        tokens=torch.zeros(len(layers), 0, bank.n_concepts, dtype=cls.dtype),
+        offsets=torch.zeros(n + 1, dtype=torch.long),
+        cls=cls,
+    )
+
+
+def prepare(config: RunConfig) -> tuple[ConceptLens, TextDataset, list[int], list[Tensor]]:
+    """Load model and dataset, resolve layers, and map concept spans to token masks."""
+    dataset = load_dataset(config.dataset, seed=config.seed)
+    lens = ConceptLens(config.model, device=config.device, max_length=config.max_length)
+    layers = lens.resolve_layers(config.layers)
+    offsets = lens.content_offsets(dataset.texts)
+    masks = token_masks(dataset, offsets)
+    return lens, dataset, layers, masks
+
+
+def run_experiment(config: RunConfig) -> Experiment:
+    """Run the whole method and return the in-memory experiment (results in ``.results``)."""
+    t_start = time.perf_counter()
+    lens, ds, layers, masks = prepare(config)
+    names = list(ds.concepts)
+    n_concepts = len(names)
+    labels_all = torch.as_tensor(np.asarray(ds.labels, dtype=bool))
+    idx = {s: np.asarray(ds.split_indices(s)) for s in ("train", "cal", "test")}
+    for split, rows in idx.items():
+        if len(rows) == 0:
+            raise ValueError(f"dataset {config.dataset!r} has no samples in split {split!r}")
+
+    # Pass 1: TRAIN -> normaliser, token sample, sample embeddings.
+    t0 = time.perf_counter()
+    train_texts = [ds.texts[i] for i in idx["train"]]
+    train_labels = labels_all[idx["train"]]
+    stats = NormStatsSink()
+    collector = TokenCollector(
+        [masks[i] for i in idx["train"]],
+        train_labels,
+        cap_in=config.cap_in,
+        cap_neg=config.cap_neg,
+        seed=config.seed,
+    )
+    train_cls = SampleEmbeddingSink()
+    lens.stream(
+        train_texts,
+        [stats, collector, train_cls],
+        layers=layers,
+        batch_size=config.batch_size,
+        progress=config.progress,
+    )
+    normalizer = stats.result()
+    sample = collector.result()
+    train_emb = train_cls.result()
+    t_embed_train = time.perf_counter() - t0
+
+    # Concepts, fitted on TRAIN only.
+    t0 = time.perf_counter()
+    banks: dict[str, ConceptBank] = {}
+    cls_banks: dict[str, ConceptBank] = {}
+    for kind in config.concepts:
+        log.info("fitting %s concepts", kind)
+        banks[kind] = fit_concepts(kind, sample, normalizer, names, seed=config.seed)
+        cls_banks[kind] = fit_cls_concepts(
+            kind, train_emb, train_labels, layers, normalizer, names, seed=config.seed
+        )
+    t_concepts = time.perf_counter() - t0
+
+    # Pass 2: CAL and TEST -> token scores of every bank + sample embeddings.
+    t0 = time.perf_counter()
+    eval_rows = np.concatenate([idx["cal"], idx["test"]])
+    eval_texts = [ds.texts[i] for i in eval_rows]
+    sinks = {kind: ProjectionSink(bank, normalizer=normalizer) for kind, bank in banks.items()}
+    eval_cls = SampleEmbeddingSink()
+    lens.stream(
+        eval_texts,
+        [*sinks.values(), eval_cls],
+        layers=layers,
+        batch_size=config.batch_size,
+        progress=config.progress,
+    )
+    eval_emb = eval_cls.result()
+    t_embed_eval = time.perf_counter() - t0
+
+    n_cal = len(idx["cal"])
+    split_pos = {
+        "cal": torch.arange(0, n_cal),
+        "test": torch.arange(n_cal, len(eval_rows)),
+    }
+    per_split: dict[str, dict[str, SplitScores]] = {"cal": {}, "test": {}}
+    for kind, sink in sinks.items():
+        all_scores = sink.result()
+        all_cls = _cls_only_scores(cls_banks[kind], eval_emb, layers, normalizer)
+        for split, pos in split_pos.items():
+            rows = idx[split]
+            per_split[split][kind] = SplitScores(
+                scores=all_scores.select_samples(pos),
+                cls=all_cls.select_samples(pos),
+                labels=labels_all[rows],
+                masks=_stack_masks([masks[i] for i in rows], n_concepts),
+            )
+
+    exp = Experiment(
+        config=config,
+        dataset=ds,
+        layers=layers,
+        normalizer=normalizer,
+        banks=banks,
+        cls_banks=cls_banks,
+        cal=per_split["cal"],
+        test=per_split["test"],
+    )
+
+    t0 = time.perf_counter()
+    for kind in config.concepts:
+        calibrate_and_evaluate(exp, kind)
+    t_calibrate = time.perf_counter() - t0
+
+    exp.timing = {
+        "embed": t_embed_train + t_embed_eval,
+        "concepts": t_concepts,
+        "calibrate": t_calibrate,
+        "total": time.perf_counter() - t_start,
+    }
+    exp.results = build_results(exp, n_train=len(idx["train"]), token_sample=sample)
+    return exp
+
+
+def _make_detector(method: str, unsupervised: bool, seed: int) -> object:
+    if method == "superact":
+        return SuperActivatorDetector(match_columns=unsupervised)
+    if method == "superact_fixed":
+        return FixedNDetector(match_columns=unsupervised)
+    return AggregatorDetector(method=method, seed=seed, match_columns=unsupervised)
+
+
+def calibrate_and_evaluate(exp: Experiment, kind: str) -> None:
+    """Fit every detector on CAL for one concept type; predict TEST; store metrics."""
+    cal, test = exp.cal[kind], exp.test[kind]
+    unsupervised = bool(exp.banks[kind].metadata.get("unsupervised", False))
+    seed = exp.config.seed
+    detectors: dict[str, object] = {}
+    predictions: dict[str, Tensor] = {}
+    for method in METHODS:
+        det = _make_detector(method, unsupervised, seed)
+        if method == "superact":
+            det.fit(cal.scores, cal.labels, cal.masks)  # type: ignore[attr-defined]
+            pred = det.predict(test.scores)  # type: ignore[attr-defined]
+        elif method == "cls":
+            det.fit(cal.cls, cal.labels)  # type: ignore[attr-defined]
+            pred = det.predict(test.cls)  # type: ignore[attr-defined]
+        else:
+            det.fit(cal.scores, cal.labels)  # type: ignore[attr-defined]
+            pred = det.predict(test.scores)  # type: ignore[attr-defined]
+        detectors[method] = det
+        predictions[method] = pred
+    exp.detectors[kind] = detectors
+    exp.predictions[kind] = predictions

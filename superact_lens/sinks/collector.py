@@ -1,0 +1,202 @@
+"""TokenCollector: a bounded, stratified sample of raw token embeddings (-> TokenSample).
+
+For each concept ``c`` two reservoirs are kept: up to ``cap_in`` in-concept
+tokens of ``c`` and up to ``cap_neg`` tokens of samples labelled negative for
+``c`` (SPEC §2: tokens outside the span in a positive sample are neither).
+Every token gets one pseudo-random key from ``(seed, sample id, position)``;
+each reservoir keeps the tokens with the smallest keys among those eligible
+for it (bottom-k sampling: a uniform sample without replacement). Because the
+key is shared, the reservoirs of different concepts overlap as much as they
+can, so a token kept by several is stored once and memory stays near
+``cap_neg + C * cap_in`` tokens instead of ``C * (cap_in + cap_neg)`` (it is
+never more). The sample depends on the seed only, not on batch order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from superact_lens.sinks.base import Sink
+from superact_lens.sinks.token_sample import TokenSample
+
+if TYPE_CHECKING:
+    from superact_lens.lens import TokenBatch
+
+__all__ = ["TokenCollector", "token_keys"]
+
+_POS_BITS = 20  # uid = sample_id << 20 | content position
+
+
+def token_keys(uids: np.ndarray, seed: int) -> np.ndarray:
+    """Uniform [0, 1) keys from 64-bit token uids (splitmix64 of ``uid`` xor a seed mix)."""
+    with np.errstate(over="ignore"):
+        z = uids.astype(np.uint64) ^ np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+class _Reservoir:
+    """Bottom-k over (key, uid) pairs."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.keys = torch.zeros(0, dtype=torch.float64)
+        self.uids = torch.zeros(0, dtype=torch.long)
+
+    def offer(self, keys: Tensor, uids: Tensor) -> None:
+        if len(self.keys) >= self.cap:
+            keep = keys < self.keys.max()
+            keys, uids = keys[keep], uids[keep]
+        if len(keys) == 0:
+            return
+        keys, uids = torch.cat([self.keys, keys]), torch.cat([self.uids, uids])
+        if len(keys) > self.cap:
+            index = torch.topk(keys, self.cap, largest=False).indices
+            keys, uids = keys[index], uids[index]
+        self.keys, self.uids = keys, uids
+
+
+class TokenCollector(Sink):
+    """Collect raw token embeddings for training concept vectors.
+
+    Args:
+        token_masks: per sample (global index of the text given to ``stream``),
+            ``Bool[n_content, C]``: which content tokens lie in a span of each concept.
+        sample_labels: ``Bool[n_samples, C]`` sample-level labels.
+        cap_in: in-concept tokens kept per concept.
+        cap_neg: tokens of negative samples kept per concept.
+        seed: the sample depends on it and on nothing else.
+        layers: layers to collect (default: every streamed layer).
+    """
+
+    def __init__(
+        self,
+        token_masks: list[Bool[Tensor, "n_content C"]],
+        sample_labels: Bool[Tensor, "n C"],
+        cap_in: int = 2000,
+        cap_neg: int = 20000,
+        seed: int = 0,
+        layers: list[int] | None = None,
+    ) -> None:
+        labels = torch.as_tensor(np.asarray(sample_labels)).bool()
+        if labels.ndim != 2:
+            raise ValueError(f"sample_labels: expected [n_samples, C], got {tuple(labels.shape)}")
+        if len(token_masks) != labels.shape[0]:
+            raise ValueError(
+                f"token_masks: {len(token_masks)} masks for {labels.shape[0]} rows of sample_labels"
+            )
+        masks = [torch.as_tensor(np.asarray(m)).bool() for m in token_masks]
+        for i, m in enumerate(masks):
+            if m.ndim != 2 or m.shape[1] != labels.shape[1]:
+                raise ValueError(
+                    f"token_masks[{i}]: expected [n_content, {labels.shape[1]}], "
+                    f"got {tuple(m.shape)}"
+                )
+        for name, cap in (("cap_in", cap_in), ("cap_neg", cap_neg)):
+            if not isinstance(cap, int) or cap < 1:
+                raise ValueError(f"{name}: expected a positive int, got {cap!r}")
+        self.token_masks, self.sample_labels = masks, labels
+        self.cap_in, self.cap_neg, self.seed = cap_in, cap_neg, seed
+        self.layers = list(layers) if layers is not None else None
+
+    def begin(self, n_samples: int, layers: list[int], d_model: int) -> None:
+        super().begin(n_samples, layers, d_model)
+        if n_samples != len(self.token_masks):
+            raise ValueError(
+                f"token_masks: {len(self.token_masks)} masks but {n_samples} texts are streamed"
+            )
+        n_concepts = self.sample_labels.shape[1]
+        self._in = [_Reservoir(self.cap_in) for _ in range(n_concepts)]
+        self._neg = [_Reservoir(self.cap_neg) for _ in range(n_concepts)]
+        self._slot_of: dict[int, int] = {}
+        self._free: list[int] = []
+        self._store = torch.zeros(len(layers), 0, d_model)
+        self._store_uid = torch.zeros(0, dtype=torch.long)
+
+    def _grow(self, needed: int) -> None:
+        size = self._store.shape[1]
+        new = max(needed, 2 * size, 1024)
+        store = torch.zeros(self._store.shape[0], new, self._store.shape[2])
+        store[:, :size] = self._store
+        uids = torch.full((new,), -1, dtype=torch.long)
+        uids[:size] = self._store_uid
+        self._free.extend(range(new - 1, size - 1, -1))
+        self._store, self._store_uid = store, uids
+
+    def begin_batch(self, batch: TokenBatch) -> None:
+        ids = batch.sample_ids.cpu().tolist()
+        lengths = batch.n_content.cpu().tolist()
+        for s, n in zip(ids, lengths, strict=True):
+            if self.token_masks[s].shape[0] != n:
+                raise ValueError(
+                    f"token_masks[{s}]: has {self.token_masks[s].shape[0]} rows but the text has "
+                    f"{n} content tokens (build masks from lens.content_offsets)"
+                )
+        uids = torch.cat(
+            [(s << _POS_BITS) + torch.arange(n) for s, n in zip(ids, lengths, strict=True)]
+        )
+        keys = torch.from_numpy(token_keys(uids.numpy(), self.seed))
+        inside = torch.cat([self.token_masks[s] for s in ids])
+        negative = torch.cat(
+            [(~self.sample_labels[s]).expand(n, -1) for s, n in zip(ids, lengths, strict=True)]
+        )
+        for c in range(len(self._in)):
+            self._in[c].offer(keys[inside[:, c]], uids[inside[:, c]])
+            self._neg[c].offer(keys[negative[:, c]], uids[negative[:, c]])
+        kept = torch.unique(torch.cat([r.uids for r in self._in + self._neg]))
+        old = self._store_uid[self._store_uid >= 0]
+        for uid in old[~torch.isin(old, kept)].tolist():
+            slot = self._slot_of.pop(uid)
+            self._store_uid[slot] = -1
+            self._free.append(slot)
+        admitted = torch.nonzero(torch.isin(uids, kept)).flatten()
+        if len(admitted) > len(self._free):
+            self._grow(self._store.shape[1] + len(admitted) - len(self._free))
+        slots = [self._free.pop() for _ in range(len(admitted))]
+        for slot, uid in zip(slots, uids[admitted].tolist(), strict=True):
+            self._slot_of[uid] = slot
+        self._slots = torch.tensor(slots, dtype=torch.long)
+        self._store_uid[self._slots] = uids[admitted]
+        self._admitted = admitted
+
+    def on_layer(
+        self, layer: int, resid: Float[Tensor, "batch pos d_model"], batch: TokenBatch
+    ) -> None:
+        if len(self._admitted) == 0:
+            return
+        tokens = batch.content(resid)[self._admitted.to(resid.device)]
+        self._store[self._row(layer), self._slots] = tokens.float().cpu()
+
+    def result(self) -> TokenSample:
+        self._check_begun()
+        used = torch.nonzero(self._store_uid >= 0).flatten()
+        used = used[torch.argsort(self._store_uid[used])]
+        uids = self._store_uid[used]
+        sample_ids = uids >> _POS_BITS
+        positions = uids & ((1 << _POS_BITS) - 1)
+        n_concepts = self.sample_labels.shape[1]
+        token_concepts = torch.zeros(len(uids), n_concepts, dtype=torch.bool)
+        for i, (s, p) in enumerate(zip(sample_ids.tolist(), positions.tolist(), strict=True)):
+            token_concepts[i] = self.token_masks[s][p]
+        return TokenSample(
+            layers=list(self.layers_),
+            embeddings=self._store[:, used].clone(),
+            token_concepts=token_concepts,
+            sample_labels=self.sample_labels[sample_ids],
+            sample_ids=sample_ids,
+        )
+
+    def memory_tokens(self) -> int:
+        """Tokens currently stored (bounded by C * (cap_in + cap_neg))."""
+        return int((self._store_uid >= 0).sum())
+
+    def state(self) -> dict[str, Any]:
+        return {"stored": self.memory_tokens(), "capacity": self._store.shape[1]}

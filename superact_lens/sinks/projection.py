@@ -1,0 +1,180 @@
+"""ProjectionSink: token and sample scores on a concept bank, computed while streaming.
+
+Normalisation costs nothing extra: ``ConceptBank.fold`` turns
+``<(z - mean) / scale, v> + bias`` into ``z @ W.T + b``. Cosine banks also
+need ``|z_hat|``, the norm of the normalised token, which is computed from
+the raw residual on the fly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from superact_lens.concepts.bank import ConceptBank
+from superact_lens.normalization import Normalizer
+from superact_lens.scores import TokenScores
+from superact_lens.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from superact_lens.lens import TokenBatch
+
+__all__ = ["ProjectionSink"]
+
+
+class _Projector:
+    """One bank with normalisation folded in, for a list of layers."""
+
+    def __init__(self, bank: ConceptBank, normalizer: Normalizer | None, layers: list[int]):
+        rows = [bank.row(layer) for layer in layers]
+        weight, bias = bank.fold(normalizer)
+        self.weight = weight[rows].float()
+        self.bias = bias[rows].float()
+        self.cosine = bank.cosine
+        self.layers = list(layers)
+        if normalizer is not None and bank.cosine:
+            nrows = [normalizer.row(layer) for layer in layers]
+            self.mean = normalizer.mean[nrows].float()
+            self.scale = normalizer.scale[nrows].float()
+        else:
+            self.mean = self.scale = None
+
+    def to(self, device: torch.device) -> None:
+        for name in ("weight", "bias", "mean", "scale"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+
+    def __call__(self, z: Float[Tensor, "n d_model"], layer: int) -> Float[Tensor, "n concepts"]:
+        r = self.layers.index(layer)
+        z = z.float()
+        out = torch.einsum("nd,cd->nc", z, self.weight[r]) + self.bias[r]
+        if self.cosine:
+            z_hat = z if self.mean is None else (z - self.mean[r]) / self.scale[r]
+            out = out / z_hat.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return out
+
+
+class ProjectionSink(Sink):
+    """Project each chosen layer onto ``bank`` -> :class:`TokenScores`.
+
+    Args:
+        bank: ``[layers, concepts, d_model]`` concept vectors (token level).
+        normalizer: train-split statistics, folded into the bank; None = raw residuals.
+        cls_bank: vectors for the sample embedding; ``bank`` when None. Same
+            concepts and layers as ``bank``.
+        layers: the layers to score (default: all of the bank's).
+
+    ``result().cls`` is the sample embedding ([CLS] or mean of content tokens,
+    normalised with the same ``normalizer``) projected on ``cls_bank``.
+    """
+
+    def __init__(
+        self,
+        bank: ConceptBank,
+        normalizer: Normalizer | None = None,
+        cls_bank: ConceptBank | None = None,
+        layers: list[int] | None = None,
+    ) -> None:
+        if not isinstance(bank, ConceptBank):
+            raise TypeError(f"bank: expected a ConceptBank, got {type(bank).__name__}")
+        if cls_bank is not None:
+            if not isinstance(cls_bank, ConceptBank):
+                raise TypeError(f"cls_bank: expected a ConceptBank, got {type(cls_bank).__name__}")
+            if cls_bank.n_concepts != bank.n_concepts:
+                raise ValueError(
+                    f"cls_bank: has {cls_bank.n_concepts} concepts, bank has {bank.n_concepts}"
+                )
+        if normalizer is not None and not isinstance(normalizer, Normalizer):
+            raise TypeError(f"normalizer: expected a Normalizer, got {type(normalizer).__name__}")
+        for name, b in (("bank", bank), ("cls_bank", cls_bank)):
+            if b is not None and not (
+                torch.isfinite(b.vectors).all() and torch.isfinite(b.bias).all()
+            ):  # type: ignore[arg-type]
+                raise ValueError(f"{name}: vectors or bias contain NaN or inf")
+        self.bank = bank
+        self.cls_bank = cls_bank if cls_bank is not None else bank
+        self.normalizer = normalizer
+        self.layers = list(layers) if layers is not None else list(bank.layers)
+        for name, b in (("bank", self.bank), ("cls_bank", self.cls_bank)):
+            missing = [layer for layer in self.layers if layer not in b.layers]
+            if missing:
+                raise ValueError(
+                    f"{name}: has no vectors for layers {missing}; it covers {b.layers}"
+                )
+        if normalizer is not None:
+            missing = [layer for layer in self.layers if layer not in normalizer.layers]
+            if missing:
+                raise ValueError(
+                    f"normalizer: has no statistics for layers {missing}; "
+                    f"it covers {normalizer.layers}"
+                )
+
+    def begin(self, n_samples: int, layers: list[int], d_model: int) -> None:
+        super().begin(n_samples, layers, d_model)
+        for name, b in (("bank", self.bank), ("cls_bank", self.cls_bank)):
+            if b.d_model != d_model:
+                raise ValueError(
+                    f"{name}: concept vectors have width {b.d_model}, model d_model is {d_model}"
+                )
+        self._tokens = _Projector(self.bank, self.normalizer, self.layers_)
+        self._cls = _Projector(self.cls_bank, self.normalizer, self.layers_)
+        self._device: torch.device | None = None
+        self._chunks: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+
+    def begin_batch(self, batch: TokenBatch) -> None:
+        device = batch.input_ids.device
+        if self._device != device:
+            self._tokens.to(device)
+            self._cls.to(device)
+            self._device = device
+        n_tokens = int(batch.content_mask.sum())
+        n_layers, n_concepts = len(self.layers_), self.bank.n_concepts
+        self._batch_tokens = torch.empty(n_layers, n_tokens, n_concepts, device=device)
+        self._batch_cls = torch.empty(n_layers, len(batch.sample_ids), n_concepts, device=device)
+
+    def on_layer(
+        self, layer: int, resid: Float[Tensor, "batch pos d_model"], batch: TokenBatch
+    ) -> None:
+        r = self._row(layer)
+        self._batch_tokens[r] = self._tokens(batch.content(resid), layer)
+        self._batch_cls[r] = self._cls(batch.sample_embedding(resid), layer)
+
+    def end_batch(self, batch: TokenBatch) -> None:
+        self._chunks.append(
+            (
+                batch.sample_ids.cpu(),
+                batch.n_content.cpu(),
+                self._batch_tokens.cpu(),
+                self._batch_cls.cpu(),
+            )
+        )
+        del self._batch_tokens, self._batch_cls
+
+    def result(self) -> TokenScores:
+        """Scores in the original sample order (the stream batches by length)."""
+        self._check_begun()
+        sample_ids = torch.cat([c[0] for c in self._chunks])
+        lengths = torch.cat([c[1] for c in self._chunks])
+        tokens = torch.cat([c[2] for c in self._chunks], dim=1)
+        cls = torch.cat([c[3] for c in self._chunks], dim=1)
+        if len(sample_ids) != self.n_samples_ or len(set(sample_ids.tolist())) != self.n_samples_:
+            raise RuntimeError("ProjectionSink saw an incomplete stream")
+        starts = torch.cumsum(lengths, 0) - lengths
+        order = torch.argsort(sample_ids)
+        lengths_sorted, starts_sorted = lengths[order], starts[order]
+        offsets = torch.zeros(self.n_samples_ + 1, dtype=torch.long)
+        offsets[1:] = torch.cumsum(lengths_sorted, 0)
+        shift = torch.repeat_interleave(starts_sorted - offsets[:-1], lengths_sorted)
+        token_index = torch.arange(int(offsets[-1])) + shift
+        return TokenScores(
+            layers=list(self.layers_),
+            concepts=list(self.bank.names),
+            tokens=tokens[:, token_index],
+            offsets=offsets,
+            cls=cls[:, order],
+            metadata={"kind": self.bank.kind, "cosine": self.bank.cosine},
+        )

