@@ -24,15 +24,15 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Int
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from superact_lens.adapters import ResidualAdapter, load_model, make_adapter
+from superact_lens.adapters.tokenize import TokenBatch, check_texts, encode
 from superact_lens.concepts.bank import ConceptBank
 from superact_lens.normalization import Normalizer
 from superact_lens.scores import TokenScores
@@ -40,76 +40,6 @@ from superact_lens.scores import TokenScores
 __all__ = ["ConceptLens", "TokenBatch"]
 
 _UNBOUNDED = 1_000_000  # tokenizers without a limit report model_max_length ~ 1e30
-
-
-@dataclass
-class TokenBatch:
-    """A padded, tokenised batch and what the sinks need to read its residuals.
-
-    ``content_mask`` is ``attention & not special``; ``cls_index`` is the [CLS]
-    position of each row (-1 when the model has none); ``sample_ids`` are the
-    global indices of the rows' texts in the list given to ``stream``.
-    """
-
-    input_ids: Int[Tensor, "batch pos"]
-    attention_mask: Int[Tensor, "batch pos"]
-    content_mask: Bool[Tensor, "batch pos"]
-    offsets: Int[Tensor, "batch pos 2"]
-    cls_index: Int[Tensor, " batch"]
-    sample_ids: Int[Tensor, " batch"]
-    truncated: Bool[Tensor, " batch"]
-    extra: dict[str, Tensor] = field(default_factory=dict)
-
-    @property
-    def n_content(self) -> Int[Tensor, " batch"]:
-        return self.content_mask.sum(dim=1)
-
-    def model_inputs(self) -> dict[str, Tensor]:
-        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, **self.extra}
-
-    def content(self, resid: Float[Tensor, "batch pos d"]) -> Float[Tensor, "n_content d"]:
-        """Content tokens of every row, rows concatenated in order (TokenScores order)."""
-        return resid[self.content_mask]
-
-    def sample_embedding(self, resid: Float[Tensor, "batch pos d"]) -> Float[Tensor, "batch d"]:
-        """[CLS] residual where the model has one, else the mean of the content tokens."""
-        if bool((self.cls_index >= 0).all()):
-            return resid[torch.arange(resid.shape[0], device=resid.device), self.cls_index]
-        weights = self.content_mask.to(resid.dtype)
-        total = torch.einsum("bpd,bp->bd", resid, weights)
-        return total / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
-
-    def to(self, device: torch.device | str) -> TokenBatch:
-        return TokenBatch(
-            **{
-                name: getattr(self, name).to(device)
-                for name in (
-                    "input_ids",
-                    "attention_mask",
-                    "content_mask",
-                    "offsets",
-                    "cls_index",
-                    "sample_ids",
-                    "truncated",
-                )
-            },
-            extra={k: v.to(device) for k, v in self.extra.items()},
-        )
-
-
-def _check_texts(texts: Any) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError("texts: expected a list of strings, got one str (wrap it in a list)")
-    if not isinstance(texts, Sequence):
-        raise TypeError(f"texts: expected a list of strings, got {type(texts).__name__}")
-    if len(texts) == 0:
-        raise ValueError("texts: the list is empty")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"texts[{i}]: expected str, got {type(text).__name__}")
-        if not text.strip():
-            raise ValueError(f"texts[{i}]: empty text (no content tokens)")
-    return list(texts)
 
 
 class ConceptLens:
@@ -225,77 +155,21 @@ class ConceptLens:
 
     # --- tokenisation ------------------------------------------------------------------
     def _encode(self, texts: list[str], sample_ids: list[int]) -> TokenBatch:
-        tok = self.tokenizer
-        enc = tok(
-            texts,
-            truncation=self.max_length is not None,
-            max_length=self.max_length,
-            return_offsets_mapping=self._fast_tokenizer,
-            return_special_tokens_mask=True,
-        )
-        rows = enc["input_ids"]
-        width = max(len(r) for r in rows)
-        n = len(rows)
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-        left = getattr(tok, "padding_side", "right") == "left"
-        ids = torch.full((n, width), pad_id, dtype=torch.long)
-        attention = torch.zeros(n, width, dtype=torch.long)
-        special = torch.ones(n, width, dtype=torch.bool)
-        offsets = torch.full((n, width, 2), -1, dtype=torch.long)
-        extra = {
-            k: torch.zeros(n, width, dtype=torch.long) for k in ("token_type_ids",) if k in enc
-        }
-        truncated = torch.zeros(n, dtype=torch.bool)
-        for i, row in enumerate(rows):
-            span = slice(width - len(row), width) if left else slice(0, len(row))
-            ids[i, span] = torch.tensor(row, dtype=torch.long)
-            attention[i, span] = 1
-            special[i, span] = torch.tensor(enc["special_tokens_mask"][i], dtype=torch.bool)
-            for key, value in extra.items():
-                value[i, span] = torch.tensor(enc[key][i], dtype=torch.long)
-            if self._fast_tokenizer:
-                offsets[i, span] = torch.tensor(enc["offset_mapping"][i], dtype=torch.long).view(
-                    -1, 2
-                )
-            if self.max_length is not None and len(row) >= self.max_length:
-                ends = offsets[i, span][~special[i, span], 1]
-                text_end = len(texts[i].rstrip())
-                truncated[i] = not self._fast_tokenizer or (
-                    len(ends) > 0 and int(ends[-1]) < text_end
-                )
-        content = attention.bool() & ~special
-        empty = torch.nonzero(content.sum(dim=1) == 0).flatten()
-        if len(empty):
-            raise ValueError(f"texts[{sample_ids[int(empty[0])]}]: text has no content tokens")
-        if self.has_cls:
-            is_cls = (ids == tok.cls_token_id) & attention.bool()
-            cls_index = torch.where(is_cls.any(dim=1), is_cls.int().argmax(dim=1), -1)
-        else:
-            cls_index = torch.full((n,), -1, dtype=torch.long)
-        return TokenBatch(
-            input_ids=ids,
-            attention_mask=attention,
-            content_mask=content,
-            offsets=offsets,
-            cls_index=cls_index,
-            sample_ids=torch.tensor(sample_ids, dtype=torch.long),
-            truncated=truncated,
-            extra=extra,
-        )
+        return encode(self.tokenizer, texts, sample_ids, self.max_length, self.has_cls)
 
     def tokenize(self, texts: Sequence[str]) -> TokenBatch:
         """One padded batch of ``texts`` (on the model's device); ``sample_ids`` = 0..n-1."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         return self._encode(texts, list(range(len(texts)))).to(self.device)
 
     def content_offsets(
         self, texts: Sequence[str], batch_size: int = 256
     ) -> list[Int[Tensor, "n_content 2"]]:
         """Character span ``[start, end)`` of each text's content tokens, in stream order."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         if not self._fast_tokenizer:
             raise TypeError("tokenizer: character offsets need a fast (Rust) tokenizer")
-        out = []
+        out: list[Tensor] = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
             batch = self._encode(chunk, list(range(start, start + len(chunk))))
@@ -318,7 +192,7 @@ class ConceptLens:
         pads); each sink sees the global index of every text in ``batch.sample_ids``.
         Returns ``sinks``.
         """
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         sinks = list(sinks)
         if not sinks:
             raise ValueError("sinks: expected at least one sink")
@@ -384,7 +258,7 @@ class ConceptLens:
         declared = [getattr(s, "layers", None) for s in sinks]
         if any(d is None for d in declared):
             return self.resolve_layers(None)
-        union = sorted({layer for d in declared for layer in d})
+        union = sorted({layer for d in declared if d is not None for layer in d})
         return self.resolve_layers(union)
 
     def scores(

@@ -54,9 +54,7 @@ class Normalizer:
                 f"normaliser has no statistics for layer {layer}; it covers {self.layers}"
             ) from None
 
-    def apply(
-        self, x: Float[Tensor, "... d_model"], layer: int
-    ) -> Float[Tensor, "... d_model"]:
+    def apply(self, x: Float[Tensor, "... d_model"], layer: int) -> Float[Tensor, "... d_model"]:
         r = self.row(layer)
         mean = self.mean[r].to(device=x.device, dtype=x.dtype)
         scale = self.scale[r].to(device=x.device, dtype=x.dtype)

@@ -17,24 +17,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from superact_lens.concepts import ConceptBank, fit_cls_concepts, fit_concepts
+from superact_lens.concepts import ConceptBank, fit_concepts, make_estimator
 from superact_lens.data import TextDataset, load_dataset, token_masks
-from superact_lens.detection import (
-    AggregatorDetector,
-    FixedNDetector,
-    SuperActivatorDetector,
-    bootstrap_weighted_f1,
-    detection_metrics,
-)
+from superact_lens.detection import AggregatorDetector, FixedNDetector, SuperActivatorDetector
 from superact_lens.lens import ConceptLens
 from superact_lens.normalization import Normalizer
+from superact_lens.results import build_results
 from superact_lens.scores import TokenScores
 from superact_lens.sinks import (
     NormStatsSink,
@@ -189,9 +183,8 @@ def run_experiment(config: RunConfig) -> Experiment:
     for kind in config.concepts:
         log.info("fitting %s concepts", kind)
         banks[kind] = fit_concepts(kind, sample, normalizer, names, seed=config.seed)
-        cls_banks[kind] = fit_cls_concepts(
-            kind, train_emb, train_labels, layers, normalizer, names, seed=config.seed
-        )
+        cls_est = make_estimator(kind, seed=config.seed)
+        cls_banks[kind] = cls_est.fit_cls(train_emb, train_labels, layers, normalizer, names).bank_
     t_concepts = time.perf_counter() - t0
 
     # Pass 2: CAL and TEST -> token scores of every bank + sample embeddings.

@@ -73,17 +73,15 @@ def _concept_table(kind: str, by_method: dict, methods: Sequence[str]) -> list[s
     lines = [
         f"### {kind} concepts: test F1 per concept",
         "",
-        "| concept | support | superact layer | superact N% | "
-        + " | ".join(methods)
-        + " |",
+        "| concept | support | superact layer | superact N% | " + " | ".join(methods) + " |",
         "|---|---:|---:|---:|" + "---:|" * len(methods),
     ]
     for name, entry in sa.items():
         cells = [_f(by_method[m]["per_concept"][name]["f1"]) for m in methods]
         n_pct = entry["sparsity"]
         layer = entry["layer"]
-        matched = entry.get("matched_column")
-        label = f"{name} (→ {matched})" if matched else name
+        matched = entry.get("column_name")
+        label = f"{name} (→ {matched})" if matched and matched != name else name
         lines.append(
             f"| {label} | {entry['support']} | {layer if layer is not None else 'n/a'} | "
             f"{_f(n_pct, 0) if n_pct is not None else 'n/a'} | " + " | ".join(cells) + " |"

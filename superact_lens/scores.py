@@ -50,7 +50,9 @@ class TokenScores:
 
     def __post_init__(self) -> None:
         if self.tokens.ndim != 3:
-            raise ValueError(f"tokens must be [layers, n_tokens, concepts], got {tuple(self.tokens.shape)}")
+            raise ValueError(
+                f"tokens must be [layers, n_tokens, concepts], got {tuple(self.tokens.shape)}"
+            )
         if self.tokens.shape[0] != len(self.layers):
             raise ValueError(
                 f"tokens has {self.tokens.shape[0]} layers but layers lists {len(self.layers)}"
@@ -92,9 +94,11 @@ class TokenScores:
             index = torch.nonzero(index).flatten()
         starts, ends = self.offsets[index], self.offsets[index + 1]
         lengths = ends - starts
-        token_index = torch.cat(
-            [torch.arange(int(s), int(e)) for s, e in zip(starts, ends)]
-        ) if len(index) else torch.zeros(0, dtype=torch.long)
+        token_index = (
+            torch.cat([torch.arange(int(s), int(e)) for s, e in zip(starts, ends)])
+            if len(index)
+            else torch.zeros(0, dtype=torch.long)
+        )
         offsets = torch.zeros(len(index) + 1, dtype=torch.long)
         offsets[1:] = torch.cumsum(lengths, 0)
         return TokenScores(

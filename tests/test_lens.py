@@ -215,3 +215,13 @@ def test_bad_models(tmp_path):
         ConceptLens(str(tmp_path))
     with pytest.raises(ValueError, match="could not load 'no-such-org/no-such-model'"):
         ConceptLens("no-such-org/no-such-model")
+
+
+def test_dtype_argument(minilm_lens):
+    lens64 = ConceptLens("minilm", dtype=torch.float64)
+    assert next(lens64.model.parameters()).dtype == torch.float64
+    bank = unit_bank(layers=[0, 6])
+    s64 = lens64.scores(TEXTS, bank, progress=False)
+    s32 = minilm_lens.scores(TEXTS, bank, progress=False)
+    assert s64.tokens.dtype == torch.float32
+    torch.testing.assert_close(s64.tokens, s32.tokens, atol=1e-3, rtol=0)

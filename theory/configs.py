@@ -22,51 +22,81 @@ __all__ = ["ROUNDING", "CheckResult", "Config", "random_configs", "sorted_pairs"
 ROUNDING = 64 * torch.finfo(torch.float64).eps
 
 
-@dataclass
+Scalar = float | Tensor
+
+
+@dataclass(init=False)
 class Config:
-    """A batch of one-layer problems (shapes in the module docstring)."""
+    """A batch of one-layer problems (shapes in the module docstring).
+
+    ``beta``, ``kappa``, ``delta``, ``eta`` may be given as scalars or ``[B]``;
+    missing bounds are 0 and missing noise draws are zeros. Everything is stored
+    as float64 tensors and validated (bounds respected, shapes right).
+    """
 
     a: Tensor
     beta: Tensor
     kappa: Tensor
-    delta: Tensor | None = None
-    eta: Tensor | None = None
-    eps: Tensor | None = None
-    eta_vec: Tensor | None = None
-    xi: Tensor | None = None
+    delta: Tensor
+    eta: Tensor
+    eps: Tensor
+    eta_vec: Tensor
+    xi: Tensor
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.a, Tensor) or self.a.dim() != 2 or self.a.shape[-1] < 1:
+    def __init__(
+        self,
+        a: Tensor,
+        beta: Scalar,
+        kappa: Scalar,
+        delta: Scalar | None = None,
+        eta: Scalar | None = None,
+        eps: Tensor | None = None,
+        eta_vec: Tensor | None = None,
+        xi: Tensor | None = None,
+    ) -> None:
+        if not isinstance(a, Tensor) or a.dim() != 2 or a.shape[-1] < 1:
             raise ValueError("a: expected a [B, T] tensor with T >= 1")
-        B, T = self.a.shape
-        self.a = self.a.to(torch.float64)
-        for name in ("beta", "kappa", "delta", "eta"):
-            v = getattr(self, name)
-            v = torch.zeros(B, dtype=torch.float64) if v is None else v
-            v = torch.as_tensor(v, dtype=torch.float64).expand(B).clone()
-            if not torch.isfinite(v).all():
-                raise ValueError(f"{name}: expected finite values")
-            setattr(self, name, v)
-        if (self.beta < 0).any() or (self.kappa < 0).any():
+        B, T = a.shape
+        self.a = a.to(torch.float64)
+        self.beta = _per_problem("beta", beta, B)
+        self.kappa = _per_problem("kappa", kappa, B)
+        self.delta = _per_problem("delta", delta, B)
+        self.eta = _per_problem("eta", eta, B)
+        if bool((self.beta < 0).any()) or bool((self.kappa < 0).any()):
             raise ValueError("beta, kappa: the statements assume beta >= 0 and kappa >= 0")
-        if (self.delta < 0).any() or (self.eta < 0).any():
+        if bool((self.delta < 0).any()) or bool((self.eta < 0).any()):
             raise ValueError("delta, eta: expected noise bounds >= 0")
-        shapes = {"eps": (B, T, T), "eta_vec": (B, T), "xi": (B, T)}
-        for name, shape in shapes.items():
-            v = getattr(self, name)
-            if v is None:
-                v = torch.zeros(shape, dtype=torch.float64)
-            elif tuple(v.shape) != shape:
-                raise ValueError(f"{name}: expected shape {shape}, got {tuple(v.shape)}")
-            setattr(self, name, v.to(torch.float64))
-        if (self.eps.abs() > self.delta[:, None, None] * (1 + 1e-12)).any():
+        self.eps = _draw("eps", eps, (B, T, T))
+        self.eta_vec = _draw("eta_vec", eta_vec, (B, T))
+        self.xi = _draw("xi", xi, (B, T))
+        if bool((self.eps.abs() > self.delta[:, None, None] * (1 + 1e-12)).any()):
             raise ValueError("eps: entries exceed the bound delta")
-        if (self.eta_vec.abs() > self.eta[:, None] * (1 + 1e-12)).any():
+        if bool((self.eta_vec.abs() > self.eta[:, None] * (1 + 1e-12)).any()):
             raise ValueError("eta_vec: entries exceed the bound eta")
 
     @property
     def noiseless(self) -> bool:
         return bool((self.delta == 0).all() and (self.eta == 0).all())
+
+
+def _per_problem(name: str, v: Scalar | None, B: int) -> Tensor:
+    t = (
+        torch.zeros(B, dtype=torch.float64)
+        if v is None
+        else torch.as_tensor(v, dtype=torch.float64)
+    )
+    t = t.to(torch.float64).expand(B).clone()
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: expected finite values")
+    return t
+
+
+def _draw(name: str, v: Tensor | None, shape: tuple[int, ...]) -> Tensor:
+    if v is None:
+        return torch.zeros(shape, dtype=torch.float64)
+    if tuple(v.shape) != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {tuple(v.shape)}")
+    return v.to(torch.float64)
 
 
 @dataclass(frozen=True)

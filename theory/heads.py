@@ -67,8 +67,18 @@ class AttentionWeights:
             raise ValueError(f"scale: expected > 0, got {self.scale}")
 
     def to(self, dtype: torch.dtype) -> AttentionWeights:
-        kw = {k: v.to(dtype) if isinstance(v, Tensor) else v for k, v in vars(self).items()}
-        return AttentionWeights(**kw)
+        return AttentionWeights(
+            W_Q=self.W_Q.to(dtype),
+            W_K=self.W_K.to(dtype),
+            W_V=self.W_V.to(dtype),
+            W_O=self.W_O.to(dtype),
+            b_Q=self.b_Q.to(dtype),
+            b_K=self.b_K.to(dtype),
+            b_V=self.b_V.to(dtype),
+            b_O=self.b_O.to(dtype),
+            scale=self.scale,
+            causal=self.causal,
+        )
 
 
 def _unit(c: Tensor, d: int) -> Tensor:

@@ -23,7 +23,6 @@ so the report does not depend on the project's dataset.
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -164,9 +163,9 @@ def default_concept_data() -> tuple[list[str], list[list[tuple[int, int]]]]:
     for t in _POS:
         for w in _ANIMALS:
             s = t.format(w)
-            m = re.search(rf"\b{w}\b", s)
+            start = s.index(f" {w} ") + 1
             texts.append(s)
-            spans.append([(m.start(), m.end())])
+            spans.append([(start, start + len(w))])
     for s in _NEG:
         texts.append(s)
         spans.append([])

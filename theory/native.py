@@ -81,14 +81,24 @@ def tl_attention_weights(model, layer: int) -> AttentionWeights:
     d = attn.d_model
 
     def split_in(lin) -> tuple[Tensor, Tensor]:
-        return lin.weight.T.reshape(d, H, dh).transpose(0, 1), lin.bias.reshape(H, dh)
+        w = lin.weight.detach().T.reshape(d, H, dh).transpose(0, 1)
+        return w, lin.bias.detach().reshape(H, dh)
 
     W_Q, b_Q = split_in(attn.q)
     W_K, b_K = split_in(attn.k)
     W_V, b_V = split_in(attn.v)
-    W_O = attn.o.weight.T.reshape(H, dh, d)
+    W_O = attn.o.weight.detach().T.reshape(H, dh, d)
     return AttentionWeights(
-        W_Q, W_K, W_V, W_O, b_Q, b_K, b_V, attn.o.bias, float(attn.scale), causal=attn.causal
+        W_Q,
+        W_K,
+        W_V,
+        W_O,
+        b_Q,
+        b_K,
+        b_V,
+        attn.o.bias.detach(),
+        float(attn.scale),
+        causal=attn.causal,
     )
 
 

@@ -139,9 +139,12 @@ def run_population(params: PopulationParams | None = None) -> PopulationResult:
     """Simulate the population and compute the per-layer curves (module docstring)."""
     p = params or PopulationParams()
     pos0, neg0, mask = _initial(p)
-    kw = {"beta": p.beta, "kappa": p.kappa, "delta": p.delta, "eta": p.eta}
-    pos = simulate(pos0, p.n_layers, seed=p.seed + 1, **kw)
-    neg = simulate(neg0, p.n_layers, seed=p.seed + 2, **kw)
+    pos = simulate(
+        pos0, p.n_layers, beta=p.beta, kappa=p.kappa, delta=p.delta, eta=p.eta, seed=p.seed + 1
+    )
+    neg = simulate(
+        neg0, p.n_layers, beta=p.beta, kappa=p.kappa, delta=p.delta, eta=p.eta, seed=p.seed + 2
+    )
     sep95, sep99, cov = [], [], []
     for layer in range(p.n_layers + 1):
         out = neg[:, layer].reshape(-1)

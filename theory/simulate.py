@@ -148,9 +148,9 @@ def simulate(
         traj = torch.cat(chunks) if chunks else flat.new_empty(0, n_layers + 1, T)
         return traj.reshape(*batch, n_layers + 1, T)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    a, traj = flat, [flat]
+    a, steps = flat, [flat]
     for _ in range(n_layers):
         eps, eta_vec = sample_noise(a, float(delta), float(eta), noise=noise, generator=gen)
         a = layer_update(a, beta=beta_t, kappa=kappa_t, eps=eps, eta=eta_vec)
-        traj.append(a)
-    return torch.stack(traj, dim=-2).reshape(*batch, n_layers + 1, T)
+        steps.append(a)
+    return torch.stack(steps, dim=-2).reshape(*batch, n_layers + 1, T)

@@ -63,7 +63,7 @@ def make_adapter(
         is_pretrained = any(c.__name__ == "PreTrainedModel" for c in type(model).__mro__)
         if not is_pretrained and blocks is None:
             try:
-                blocks = find_blocks(model)
+                blocks = list(find_blocks(model))
             except TypeError:
                 raise TypeError(
                     f"model: no adapter understands a {type(model).__name__} without blocks=; "

@@ -81,7 +81,7 @@ class HookPointAdapter(ResidualAdapter):
             raise TypeError(
                 f"tokenizer: the {type(model).__name__} has no tokenizer; pass tokenizer="
             )
-        hook_dict = model.hook_dict  # type: ignore[union-attr]
+        hook_dict: dict[str, Any] = model.hook_dict  # type: ignore[assignment]
         self.layer0_name = next((n for n in _LAYER0_NAMES if n in hook_dict), None)
         n_blocks = 0
         self.out_names: list[str] = []
@@ -124,7 +124,7 @@ class HookPointAdapter(ResidualAdapter):
         emit: EmitFn,
         active: Callable[[], bool],
     ) -> None:
-        hook_dict = self.model.hook_dict  # type: ignore[union-attr]
+        hook_dict: dict[str, Any] = self.model.hook_dict  # type: ignore[assignment]
         last = layers[-1]
 
         def make_hook(layer: int):
@@ -144,7 +144,7 @@ class HookPointAdapter(ResidualAdapter):
             kwargs["return_type"] = None
         with OwnedHooks() as hooks:
             for layer in layers:
-                name = self.layer0_name if layer == 0 else self.out_names[layer - 1]
+                name = self.out_names[layer - 1] if layer else str(self.layer0_name)
                 hooks.add(hook_dict[name].register_forward_hook(make_hook(layer)))
             self._path = "hook_points"
             self.model(inputs["input_ids"], **kwargs)
@@ -264,7 +264,8 @@ class BridgeAdapter(HookPointAdapter):
             self._hook_points_forward(inputs, layers, emit, active)
             return
         memo: dict[int, nn.Module] = {}
-        runner = _shadow(self.model.original_model, memo)  # type: ignore[union-attr]
+        original: nn.Module = self.model.original_model  # type: ignore[assignment]
+        runner = _shadow(original, memo)
         blocks = [memo[id(b)] for b in self.model.blocks]  # type: ignore[union-attr]
         names = ["input_ids", "attention_mask", "token_type_ids", "output_attentions"]
         accepted = accepted_kwargs(runner.forward, names)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
-from superact_lens.detection.base import _as_bool_2d
+from superact_lens.detection.base import _as_bool_2d, as_token_masks
 from superact_lens.detection.segments import segment_ids
 from superact_lens.scores import TokenScores
 
@@ -25,7 +25,7 @@ def check_inputs(
     labels = _as_bool_2d(labels, "labels", scores.n_samples, None)
     n_c = labels.shape[1]
     if token_masks is not None:
-        token_masks = _as_bool_2d(token_masks, "token_masks", scores.n_tokens, n_c)
+        token_masks = as_token_masks(token_masks, scores.n_tokens, n_c)
     if columns is None:
         if n_c != scores.tokens.shape[2]:
             raise ValueError(
@@ -38,6 +38,16 @@ def check_inputs(
         if len(cols) != n_c or any(not 0 <= k < scores.tokens.shape[2] for k in cols):
             raise ValueError(f"columns must list {n_c} valid column indices, got {cols}")
     return labels, token_masks, cols
+
+
+def check_with_masks(
+    scores: Any, labels: Any, token_masks: Any, columns: Any | None
+) -> tuple[Tensor, Tensor, list[int]]:
+    """:func:`check_inputs` for analyses that need ``token_masks`` (raises if None)."""
+    if token_masks is None:
+        raise ValueError("token_masks is required ([n_tokens, C] in-concept token masks)")
+    labels_t, masks_t, cols = check_inputs(scores, labels, token_masks, columns)
+    return labels_t, cast(Tensor, masks_t), cols
 
 
 def in_out_masks(

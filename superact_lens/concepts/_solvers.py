@@ -25,20 +25,28 @@ def fit_lbfgs(
     pos: Bool[Tensor, "n concepts"],
     neg: Bool[Tensor, "n concepts"],
     l2: float = 1e-3,
-    max_iter: int = 200,
+    max_iter: int = 100,
     tol: float = 1e-6,
+    init: Float[Tensor, "concepts d"] | None = None,
 ) -> Float[Tensor, "concepts d"]:
     """Balanced, bias-free logistic regression for every concept at once.
 
     Minimises, for each concept ``c`` (the sum over concepts is separable):
     ``0.5 * mean_{pos} BCE + 0.5 * mean_{neg} BCE + l2/2 * |w_c|^2``.
-    Deterministic (zero init, full batch).
+    Deterministic (full batch; starts at ``init``, default zero). Tokens that are
+    neither positive nor negative for any concept are dropped first.
     """
+    used = (pos | neg).any(1)
+    if not used.all():
+        z, pos, neg = z[used], pos[used], neg[used]
     n_pos = pos.sum(0).clamp_min(1).to(z)
     n_neg = neg.sum(0).clamp_min(1).to(z)
     weight = pos.to(z) * (0.5 / n_pos) + neg.to(z) * (0.5 / n_neg)  # [n, C]
     target = pos.to(z)
-    w = torch.zeros(pos.shape[1], z.shape[1], dtype=z.dtype, device=z.device, requires_grad=True)
+    w = torch.zeros(pos.shape[1], z.shape[1], dtype=z.dtype, device=z.device)
+    if init is not None:
+        w = init.to(w).clone()
+    w.requires_grad_(True)
     opt = torch.optim.LBFGS(
         [w],
         lr=1.0,

@@ -44,7 +44,9 @@ class LinearSeparatorConcepts(ConceptEstimator):
         solver: "lbfgs" (default; balanced L2 logistic regression, all concepts of a
             layer at once) or "adam" (the paper's recipe; slow, kept as the reference).
         l2: L2 strength of the lbfgs objective (per-class mean losses + ``l2/2 |w|^2``).
-        max_iter: L-BFGS iterations per layer.
+        max_iter, tol: L-BFGS iterations per layer and gradient tolerance.
+        warm_start: start each layer's L-BFGS from the previous layer's solution
+            (layers in the sample's order; fewer iterations, same optimum).
         seed: seeds the adam solver's subsampling, splits and batches.
         lr, weight_decay, epochs, batch_size, lr_step, lr_gamma, patience, min_delta,
             val_frac: the adam recipe (Adam, StepLR, early stopping on held-out BCE).
@@ -61,7 +63,9 @@ class LinearSeparatorConcepts(ConceptEstimator):
         self,
         solver: str = "lbfgs",
         l2: float = 1e-3,
-        max_iter: int = 200,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        warm_start: bool = True,
         seed: int = 0,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -78,6 +82,8 @@ class LinearSeparatorConcepts(ConceptEstimator):
         self.solver = solver
         self.l2 = l2
         self.max_iter = max_iter
+        self.tol = tol
+        self.warm_start = warm_start
         self.seed = seed
         self.lr = lr
         self.weight_decay = weight_decay
@@ -91,10 +97,12 @@ class LinearSeparatorConcepts(ConceptEstimator):
         self.level = level
         self.on_empty = on_empty
 
-    def _solve(self, z: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-        """Raw weights ``[concepts, d]`` for one layer."""
+    def _solve(self, z: Tensor, pos: Tensor, neg: Tensor, init: Tensor | None = None) -> Tensor:
+        """Raw weights ``[concepts, d]`` for one layer (``init``: lbfgs warm start)."""
         if self.solver == "lbfgs":
-            return _solvers.fit_lbfgs(z, pos, neg, l2=self.l2, max_iter=self.max_iter)
+            return _solvers.fit_lbfgs(
+                z, pos, neg, l2=self.l2, max_iter=self.max_iter, tol=self.tol, init=init
+            )
         return _solvers.fit_adam(
             z, pos, neg, seed=self.seed, lr=self.lr, weight_decay=self.weight_decay,
             epochs=self.epochs, batch_size=self.batch_size, lr_step=self.lr_step,
@@ -127,8 +135,10 @@ class LinearSeparatorConcepts(ConceptEstimator):
         empty |= set(empty_concepts(neg.sum(0), names, "negative tokens", self.on_empty))
         keep = torch.tensor([n not in empty for n in names], device=device)
         vectors, norms = [], []
+        w = None
         for _, z in normalized_layers(sample, normalizer):
-            w = self._solve(z, pos, neg) * keep[:, None]
+            # Adjacent residual layers are similar: warm-start from the previous layer.
+            w = self._solve(z, pos, neg, init=w if self.warm_start else None) * keep[:, None]
             norms.append(w.norm(dim=-1))
             vectors.append(unit(w))
         self.weight_norm_ = torch.stack(norms)

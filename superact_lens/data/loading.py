@@ -7,6 +7,7 @@ into memory (nothing is extracted to disk).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from superact_lens.data.dataset import TextDataset
@@ -41,7 +42,9 @@ def shipped_dataset_path(name: str) -> Path:
     )
 
 
-def load_dataset(name_or_folder: str | Path, seed: int = 0) -> TextDataset:
+def load_dataset(
+    name_or_folder: str | Path, seed: int = 0, concepts: Sequence[str] | None = None
+) -> TextDataset:
     """Load a dataset folder, a .tar.gz/.zip of one, or a shipped dataset by name.
 
     Args:
@@ -49,6 +52,8 @@ def load_dataset(name_or_folder: str | Path, seed: int = 0) -> TextDataset:
             ``"synthetic"`` (the tiny planted set of :func:`make_synthetic_dataset`).
         seed: seed of the stratified split when the folder has no ``split``
             column (and of the synthetic set).
+        concepts: the concept columns, when the 0/1-column rule would pick
+            the wrong ones (e.g. a 0/1 column that is not a concept).
 
     Raises:
         DatasetError: the folder is malformed; lists every problem with its row and file.
@@ -56,8 +61,8 @@ def load_dataset(name_or_folder: str | Path, seed: int = 0) -> TextDataset:
     """
     path = Path(name_or_folder)
     if path.exists():
-        return read_dataset_folder(path, seed=seed)
+        return read_dataset_folder(path, seed=seed, concepts=concepts)
     name = str(name_or_folder)
     if name == "synthetic":
         return make_synthetic_dataset(seed=seed)
-    return read_dataset_folder(shipped_dataset_path(name), seed=seed, name=name)
+    return read_dataset_folder(shipped_dataset_path(name), seed=seed, concepts=concepts, name=name)

@@ -39,6 +39,7 @@ def token_masks(
     Returns:
         One ``bool [n_content, C]`` tensor per sample.
     """
+    spans: Spans
     if isinstance(dataset_or_spans, TextDataset):
         spans = dataset_or_spans.spans
         n_concepts = dataset_or_spans.n_concepts if n_concepts is None else n_concepts

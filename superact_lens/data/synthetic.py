@@ -82,10 +82,10 @@ def make_synthetic_dataset(
     for i in range(n):
         n_sent = int(rng.integers(sentences[0], sentences[1], endpoint=True))
         parts = [_sentence(rng, int(rng.integers(4, 8))) for _ in range(n_sent)]
-        plants = {}  # sentence index -> list of (concept, word)
-        for c in np.flatnonzero(labels[i]):
-            word = str(rng.choice(triggers[concepts[c]]))
-            plants.setdefault(int(rng.integers(len(parts))), []).append((int(c), word))
+        plants: dict[int, list[tuple[int, str]]] = {}  # sentence -> (concept, word)
+        for k in np.flatnonzero(labels[i]).tolist():
+            word = str(rng.choice(triggers[concepts[k]]))
+            plants.setdefault(int(rng.integers(len(parts))), []).append((k, word))
         text, sample_spans = "", []
         for j, sent in enumerate(parts):
             words: list[tuple[str, int]] = [(w, -1) for w in sent.split()]  # (word, concept)

@@ -82,7 +82,7 @@ def noise_report(
     for c_i, c in enumerate(ds.concepts):
         neg = np.flatnonzero(~ds.labels[:, c_i])
         pos = np.flatnonzero(ds.labels[:, c_i])
-        counts = Counter()
+        counts: Counter[str] = Counter()
         offenders: Counter[str] = Counter()
         expected = 0.0
         for p in neg:

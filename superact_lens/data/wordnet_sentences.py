@@ -167,21 +167,19 @@ def extract_sentences(wn: WordNet) -> list[Sentence]:
     for key in sorted(wn.synsets):
         ss = wn.synsets[key]
         count = sum(wn.sense_count(ss, i) for i in range(len(ss.lemmas)))
+        made: list[tuple[str, str, tuple[int, int] | None]] = []
         for example in ss.examples:
-            if _BAD_CHARS.search(example) or not 4 <= len(example.split()) <= 30:
-                continue
-            text = _tidy(example)
-            span = _find_lemma(wn, ss, text)
-            readings = _readings(wn, text, span, cache)
+            if not _BAD_CHARS.search(example) and 4 <= len(example.split()) <= 30:
+                text = _tidy(example)
+                made.append(("example", text, _find_lemma(wn, ss, text)))
+        lemma = next((lm for lm in ss.lemmas if lm.islower() and lm.isascii()), None)
+        definition = _definition_sentence(ss, lemma) if lemma and ss.pos in "nv" else None
+        if definition is not None:
+            made.append(("definition", *definition))
+        for kind, text, span in made:
+            mfs, shares, words = _readings(wn, text, span, cache)
             cue = _person_cue(text, span)
-            out.append(Sentence(text, "example", ss.lexname, key, span, *readings, count, cue))
-        if ss.pos in ("n", "v"):
-            lemma = next((lm for lm in ss.lemmas if lm.islower() and lm.isascii()), None)
-            made = _definition_sentence(ss, lemma) if lemma else None
-            if made is not None:
-                text, span = made
-                readings = _readings(wn, text, span, cache)
-                cue = _person_cue(text, span)
-                kind = "definition"
-                out.append(Sentence(text, kind, ss.lexname, key, span, *readings, count, cue))
+            out.append(
+                Sentence(text, kind, ss.lexname, ss.key, span, mfs, shares, words, count, cue)
+            )
     return out

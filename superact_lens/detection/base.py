@@ -24,7 +24,7 @@ from torch import Tensor
 
 from superact_lens.scores import TokenScores
 
-from .calibration import best_f1_threshold, chunk_rows
+from .calibration import best_f1_threshold_sorted, chunk_rows
 
 __all__ = ["BaseDetector", "load_detector"]
 
@@ -47,6 +47,15 @@ def _as_bool_2d(x: Any, name: str, rows: int, cols: int | None) -> Tensor:
             raise ValueError(f"{name} must be boolean (0/1), got non-binary values")
         x = x != 0
     return x
+
+
+def as_token_masks(token_masks: Any, n_tokens: int, n_concepts: int) -> Tensor:
+    """``[n_tokens, C]`` boolean masks; a list of per-sample ``[n_content, C]``
+    masks (the data module's output) is concatenated first."""
+    if isinstance(token_masks, (list, tuple)):
+        parts = [torch.as_tensor(m).reshape(-1, n_concepts) for m in token_masks]
+        token_masks = torch.cat(parts) if parts else torch.zeros(0, n_concepts, dtype=torch.bool)
+    return _as_bool_2d(token_masks, "token_masks", n_tokens, n_concepts)
 
 
 class BaseDetector:
@@ -124,15 +133,24 @@ class BaseDetector:
         kk = n_cols if self.match_columns else 1
         thr = torch.empty(n_concepts, kk, n_layers, dtype=values.dtype)
         f1 = torch.empty(n_concepts, kk, n_layers, dtype=torch.float64)
-        per_concept = kk * n_layers
-        for sl in chunk_rows(n_concepts, per_concept * max(m, 1)):
+        if m == 0:
+            return thr.zero_(), f1.zero_()
+        # sort every (column, layer) row once; concepts only permute their labels
+        v_sorted, order = values.reshape(n_cols * n_layers, m).sort(
+            dim=1, descending=True, stable=True
+        )
+        v_sorted = v_sorted.view(n_cols, n_layers, m)
+        order = order.view(n_cols, n_layers, m)
+        for sl in chunk_rows(n_concepts, kk * n_layers * m):
             cs = torch.arange(sl.start, sl.stop)
             if self.match_columns:
-                v = values.unsqueeze(0).expand(len(cs), -1, -1, -1)
+                v = v_sorted.unsqueeze(0).expand(len(cs), -1, -1, -1)
+                o = order.unsqueeze(0).expand(len(cs), -1, -1, -1)
             else:
-                v = values[cs].unsqueeze(1)
-            p = pos[:, cs].T.reshape(len(cs), 1, 1, m).expand(-1, kk, n_layers, -1)
-            t, f = best_f1_threshold(v.reshape(-1, m), p.reshape(-1, m))
+                v, o = v_sorted[cs].unsqueeze(1), order[cs].unsqueeze(1)
+            p = pos[:, cs].T  # [cc, m]
+            p_sorted = torch.gather(p.view(len(cs), 1, 1, m).expand(-1, kk, n_layers, -1), 3, o)
+            t, f = best_f1_threshold_sorted(v.reshape(-1, m), p_sorted.reshape(-1, m))
             thr[sl] = t.view(len(cs), kk, n_layers)
             f1[sl] = f.view(len(cs), kk, n_layers)
         return thr, f1

@@ -41,6 +41,7 @@ __all__ = [
     "count_above_grouped",
     "f1_from_counts",
     "best_f1_threshold",
+    "best_f1_threshold_sorted",
     "select_best",
 ]
 
@@ -181,26 +182,42 @@ def best_f1_threshold(
         z = torch.zeros(rows, dtype=values.dtype)
         return z, z.to(torch.float64)
     v, order = values.sort(dim=1, descending=True, stable=True)
-    p = torch.gather(pos, 1, order).to(torch.float64)
-    tp = torch.cat([torch.zeros(rows, 1, dtype=torch.float64), p.cumsum(1)], dim=1)  # [rows, m+1]
-    k = torch.arange(m + 1, dtype=torch.float64)
-    n_pos = tp[:, -1:]
-    _, _, f1 = f1_from_counts(tp, k.expand_as(tp), n_pos)
-    v_next = torch.cat([v, torch.full((rows, 1), float("-inf"), dtype=v.dtype)], dim=1)
-    valid = torch.ones_like(f1, dtype=torch.bool)
-    valid[:, 1:] = v > v_next[:, 1:]  # a cut after position k-1 must split distinct values
-    f1 = torch.where(valid, f1, torch.full_like(f1, -1.0))
-    best_k = f1.argmax(dim=1)  # first max = smallest k = highest threshold
-    best_f1 = f1.gather(1, best_k.unsqueeze(1)).squeeze(1).clamp(min=0.0)
-    thr = v_next.gather(1, best_k.unsqueeze(1)).squeeze(1)
-    above = v.gather(1, (best_k - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
-    below_last = torch.nextafter(above, torch.full_like(above, float("-inf")))
-    # k = 0: "predict nothing" -> the max value (or 0 if every value is -inf)
+    return best_f1_threshold_sorted(v, torch.gather(pos, 1, order))
+
+
+def best_f1_threshold_sorted(
+    v: Float[Tensor, "rows m"], p: Bool[Tensor, "rows m"]
+) -> tuple[Float[Tensor, " rows"], Float[Tensor, " rows"]]:
+    """:func:`best_f1_threshold` for rows already sorted in descending order
+    (``p`` permuted alike): lets several label vectors share one sort."""
+    rows, m = v.shape
+    if m == 0:
+        z = torch.zeros(rows, dtype=v.dtype)
+        return z, z.to(torch.float64)
+    # candidate k = number of top values predicted positive (k = 0: none, F1 0)
+    tp = p.to(torch.float64).cumsum(1)  # [rows, m]: TP for k = 1..m
+    n_pos = tp[:, -1:].clone()
+    k = torch.arange(1, m + 1, dtype=torch.float64)
+    f1 = tp.mul_(2).div_(k + n_pos)  # 2 TP / (predicted + actual); denominator >= 1
+    # a cut after position k-1 must split distinct values (ties move together)
+    valid = torch.empty(rows, m, dtype=torch.bool)
+    valid[:, :-1] = v[:, :-1] > v[:, 1:]
+    valid[:, -1] = v[:, -1] > float("-inf")
+    f1.masked_fill_(~valid, -1.0)
+    best_f1, best = f1.max(dim=1)  # first max = smallest k = highest threshold
+    use_none = best_f1 <= 0  # "predict nothing" (k = 0) wins ties at F1 0
+    best_k = torch.where(use_none, torch.zeros_like(best), best + 1)
+    best_f1 = torch.where(use_none, torch.zeros_like(best_f1), best_f1)
+    # threshold of cut k: the largest value left out, v[k]; below v[k-1] if none is left
+    kept_last = v.gather(1, (best_k - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+    left_out = v.gather(1, best_k.clamp(max=m - 1).unsqueeze(1)).squeeze(1)
+    thr = torch.where(best_k < m, left_out, torch.full_like(left_out, float("-inf")))
+    below_last = torch.nextafter(kept_last, torch.full_like(kept_last, float("-inf")))
+    thr = torch.where(torch.isfinite(thr), thr, below_last)
+    # k = 0: the max value (nothing is strictly above it), or 0 if every value is -inf
     top = v[:, 0]
-    thr = torch.where(
-        best_k == 0, torch.where(torch.isfinite(top), top, torch.zeros_like(top)), thr
-    )
-    thr = torch.where(torch.isfinite(thr) | (best_k == 0), thr, below_last)
+    none_thr = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    thr = torch.where(best_k == 0, none_thr, thr)
     return thr, best_f1
 
 

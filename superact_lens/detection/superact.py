@@ -26,7 +26,7 @@ from torch import Tensor
 
 from superact_lens.scores import TokenScores
 
-from .base import BaseDetector, _as_bool_2d
+from .base import BaseDetector, as_token_masks
 from .calibration import (
     DEFAULT_N_GRID,
     chunk_rows,
@@ -37,7 +37,7 @@ from .calibration import (
     select_best,
     superact_thresholds,
 )
-from .segments import padded_segments, segment_ids, segment_max
+from .segments import segment_ids, segment_max
 
 __all__ = ["SuperActivatorDetector", "FixedNDetector", "superact_grid"]
 
@@ -116,7 +116,7 @@ class SuperActivatorDetector(BaseDetector):
         quantile_levels(self.n_grid)  # validates the grid
         labels = self._check_fit_inputs(cal, labels)
         n_c = labels.shape[1]
-        token_masks = _as_bool_2d(token_masks, "token_masks", cal.n_tokens, n_c)
+        token_masks = as_token_masks(token_masks, cal.n_tokens, n_c)
         in_mask = in_concept_mask(cal, labels, token_masks.to(labels.device))
         n_cols = cal.tokens.shape[2]
         in_scores = []
@@ -198,19 +198,19 @@ class FixedNDetector(BaseDetector):
         k_i = torch.ceil(lengths.to(torch.float64) * self.n / 100.0).long().clamp(min=1)
         k_i = torch.where(lengths > 0, k_i, torch.zeros_like(k_i))
         k_max = max(int(k_i.max()) if len(k_i) else 0, 1)
+        n_layers, n_tok, n_cols = scores.tokens.shape
+        n = scores.n_samples
+        t_max = max(int(lengths.max()) if n else 0, k_max)
+        seg = segment_ids(scores.offsets)
+        slot = seg * t_max + (torch.arange(n_tok) - scores.offsets[:-1][seg])  # padded position
         parts = []
-        n_cols = scores.tokens.shape[2]
-        for sl in chunk_rows(n_cols, scores.tokens.shape[0] * scores.tokens.shape[1] * 4):
-            padded = padded_segments(scores.tokens[:, :, sl], scores.offsets, dim=1)
-            if padded.shape[2] < k_max:  # no sample is that long (only when all empty)
-                pad = torch.full(
-                    (*padded.shape[:2], k_max - padded.shape[2], padded.shape[3]),
-                    float("-inf"),
-                    dtype=padded.dtype,
-                )
-                padded = torch.cat([padded, pad], dim=2)
-            parts.append(padded.topk(k_max, dim=2).values)
-        top = torch.cat(parts, dim=3)
+        for sl in chunk_rows(n_cols, n_layers * n * t_max):
+            x = scores.tokens[:, :, sl].permute(2, 0, 1)  # [k, L, T]
+            buf = torch.full((x.shape[0], n_layers, n * t_max), float("-inf"), dtype=x.dtype)
+            buf[:, :, slot] = x
+            top_k = buf.view(x.shape[0], n_layers, n, t_max).topk(k_max, dim=3).values
+            parts.append(top_k.permute(1, 2, 3, 0))  # [L, n, k, cols]
+        top = torch.cat(parts, dim=3) if parts else torch.empty(n_layers, n, k_max, 0)
         keep = torch.arange(k_max).view(1, k_max) < k_i.view(-1, 1)  # [n, k]
         return torch.where(keep.view(1, *keep.shape, 1), top, torch.full_like(top, float("-inf")))
 

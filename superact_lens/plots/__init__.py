@@ -1,0 +1,26 @@
+"""Matplotlib figures (PNG) of the analyses and token heat maps (HTML / PNG)."""
+
+from .figures import (
+    plot_best_layer,
+    plot_best_n,
+    plot_distributions,
+    plot_f1_by_depth,
+    plot_f1_vs_n,
+    plot_sa_positions,
+    plot_sa_ratio_cdf,
+    plot_separability,
+)
+from .heatmap import token_heatmap_html, token_heatmap_png
+
+__all__ = [
+    "plot_best_layer",
+    "plot_best_n",
+    "plot_distributions",
+    "plot_f1_by_depth",
+    "plot_f1_vs_n",
+    "plot_sa_positions",
+    "plot_sa_ratio_cdf",
+    "plot_separability",
+    "token_heatmap_html",
+    "token_heatmap_png",
+]

@@ -29,6 +29,8 @@ class _Projector:
     """One bank with normalisation folded in, for a list of layers."""
 
     def __init__(self, bank: ConceptBank, normalizer: Normalizer | None, layers: list[int]):
+        self.mean: Tensor | None
+        self.scale: Tensor | None
         rows = [bank.row(layer) for layer in layers]
         weight, bias = bank.fold(normalizer)
         self.weight = weight[rows].float()
@@ -40,7 +42,7 @@ class _Projector:
             self.mean = normalizer.mean[nrows].float()
             self.scale = normalizer.scale[nrows].float()
         else:
-            self.mean = self.scale = None
+            self.mean, self.scale = None, None
 
     def to(self, device: torch.device) -> None:
         for name in ("weight", "bias", "mean", "scale"):
@@ -48,12 +50,16 @@ class _Projector:
             if value is not None:
                 setattr(self, name, value.to(device))
 
-    def __call__(self, z: Float[Tensor, "n d_model"], layer: int) -> Float[Tensor, "n concepts"]:
+    def __call__(
+        self, z: Float[Tensor, "... d_model"], layer: int
+    ) -> Float[Tensor, "... concepts"]:
         r = self.layers.index(layer)
         z = z.float()
-        out = torch.einsum("nd,cd->nc", z, self.weight[r]) + self.bias[r]
+        out = torch.einsum("...d,cd->...c", z, self.weight[r]) + self.bias[r]
         if self.cosine:
-            z_hat = z if self.mean is None else (z - self.mean[r]) / self.scale[r]
+            z_hat = z
+            if self.mean is not None and self.scale is not None:
+                z_hat = (z - self.mean[r]) / self.scale[r]
             out = out / z_hat.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return out
 
@@ -92,8 +98,8 @@ class ProjectionSink(Sink):
             raise TypeError(f"normalizer: expected a Normalizer, got {type(normalizer).__name__}")
         for name, b in (("bank", bank), ("cls_bank", cls_bank)):
             if b is not None and not (
-                torch.isfinite(b.vectors).all() and torch.isfinite(b.bias).all()
-            ):  # type: ignore[arg-type]
+                torch.isfinite(b.vectors).all() and torch.isfinite(b.bias).all()  # type: ignore[arg-type]
+            ):
                 raise ValueError(f"{name}: vectors or bias contain NaN or inf")
         self.bank = bank
         self.cls_bank = cls_bank if cls_bank is not None else bank
@@ -140,7 +146,9 @@ class ProjectionSink(Sink):
         self, layer: int, resid: Float[Tensor, "batch pos d_model"], batch: TokenBatch
     ) -> None:
         r = self._row(layer)
-        self._batch_tokens[r] = self._tokens(batch.content(resid), layer)
+        # Project every position, then keep content tokens: selecting on the narrow
+        # [batch, pos, concepts] output is cheaper than copying the residual first.
+        self._batch_tokens[r] = batch.content(self._tokens(resid, layer))
         self._batch_cls[r] = self._cls(batch.sample_embedding(resid), layer)
 
     def end_batch(self, batch: TokenBatch) -> None:

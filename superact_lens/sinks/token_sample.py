@@ -45,4 +45,6 @@ class TokenSample:
         try:
             return self.embeddings[self.layers.index(layer)]
         except ValueError:
-            raise ValueError(f"token sample has no layer {layer}; it covers {self.layers}") from None
+            raise ValueError(
+                f"token sample has no layer {layer}; it covers {self.layers}"
+            ) from None

@@ -42,12 +42,28 @@ class Boom(Sink):
         return None
 
 
+def _library_hook(fn) -> bool:
+    """Hooks TransformerLens / transformers install lazily on first use (not ours, not users')."""
+    fn = getattr(fn, "func", fn)
+    module = str(getattr(fn, "__module__", ""))
+    return module.startswith(("transformer_lens", "transformers"))
+
+
 def hook_count(model: nn.Module) -> dict[str, int]:
-    """Number of torch hooks per module (forward, pre, backward), non-empty ones only."""
+    """Number of torch hooks per module, except the libraries' own lazily wired ones."""
     counts = {}
     for name, module in model.named_modules():
-        n = len(module._forward_hooks) + len(module._forward_pre_hooks)
-        n += len(module._backward_hooks) + len(getattr(module, "_backward_pre_hooks", {}))
+        hooks = [
+            fn
+            for attr in (
+                "_forward_hooks",
+                "_forward_pre_hooks",
+                "_backward_hooks",
+                "_backward_pre_hooks",
+            )
+            for fn in getattr(module, attr, {}).values()
+        ]
+        n = sum(not _library_hook(fn) for fn in hooks)
         if n:
             counts[name] = n
     return counts

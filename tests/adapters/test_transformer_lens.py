@@ -91,6 +91,7 @@ def test_foreign_hooks_survive(lens, slow_lens, minilm_bridge, fast):
         assert hook_count(minilm_bridge) == before
         assert (lens if fast else slow_lens).adapter.path == "hook_points"  # a user hook is on
         assert calls == ["hf", "blocks.4.hook_out"]
+        assert len(minilm_bridge.hook_dict["blocks.4.hook_out"].fwd_hooks) == 1
         calls.clear()
         minilm_bridge.reset_hooks(including_permanent=True)
         (lens if fast else slow_lens).scores(TEXTS, unit_bank(layers=[5]), progress=False)
@@ -165,3 +166,20 @@ def test_hooked_root_module(minilm_lens):
     model.add_hook("blocks.0.hook_resid_post", lambda x, hook: None)
     assert_stream_failure_is_clean(lens, model, RuntimeError("x"))
     assert len(model.hook_dict["blocks.0.hook_resid_post"].fwd_hooks) == 1
+
+
+def test_nested_streams_on_hook_points(slow_lens, minilm_bridge):
+    """A sink streaming through the same bridge mid-forward; the outer hooks stay quiet."""
+    from tests.adapters.helpers import Recorder
+    from tests.adapters.test_hf import Nested
+
+    before = hook_count(minilm_bridge)
+    expected_inner = layer_residuals(slow_lens, ["nested text here"])
+    outer, nested = Recorder(), Nested(slow_lens, 3, fail_inside=True)
+    slow_lens.stream(TEXTS, [outer, nested], batch_size=8, progress=False)
+    assert isinstance(nested.caught, ValueError)
+    assert sorted(outer.result()) == list(range(7))
+    nested2 = Nested(slow_lens, 3)
+    slow_lens.stream(TEXTS, [nested2], batch_size=8, progress=False)
+    assert_residuals_equal(nested2.inner, expected_inner)
+    assert hook_count(minilm_bridge) == before

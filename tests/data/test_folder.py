@@ -125,7 +125,8 @@ def test_every_problem_is_reported_with_row_and_file(tmp_path: Path) -> None:
     assert any("row 3 (file p/2.txt): unknown split 'validation'" in p for p in problems)
     assert any("row 5 (file p/4.txt): unbalanced tag: <joy>" in p for p in problems)
     assert any("row 6 (file p/5.txt): crossing tags" in p for p in problems)
-    assert len(problems) == 4
+    assert "concept 'sad': no positive sample in train" in problems  # its only row has a bad split
+    assert len(problems) == 5
 
 
 def test_error_message_lists_problems(tmp_path: Path) -> None:
@@ -244,3 +245,18 @@ def test_stratified_split_fractions() -> None:
 def test_unknown_name_lists_shipped_datasets() -> None:
     with pytest.raises(ValueError, match="shipped: .*synthetic"):
         load_dataset("no-such-dataset")
+
+
+def test_explicit_concepts_and_ignored_columns(good_folder: Path) -> None:
+    meta = good_folder / "metadata.csv"
+    lines = meta.read_text().splitlines()
+    lines = [lines[0] + ",augmented,source"] + [f"{line},1,web" for line in lines[1:]]
+    meta.write_text("\n".join(lines) + "\n")
+    assert load_dataset(good_folder).concepts == ["joy", "sad", "augmented"]
+    ds = load_dataset(good_folder, concepts=["joy", "sad"])
+    assert ds.concepts == ["joy", "sad"] and ds.meta["ignored_columns"] == ["augmented", "source"]
+
+
+def test_byte_order_mark_is_not_text(good_folder: Path) -> None:
+    (good_folder / "p/1.txt").write_bytes("\ufeffPlain text.".encode())
+    assert load_dataset(good_folder).texts[1] == "Plain text."

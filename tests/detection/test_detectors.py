@@ -173,3 +173,11 @@ def test_all_empty_and_no_positive_concepts_do_not_crash():
     labels2[:, 2] = False
     det2 = SuperActivatorDetector().fit(scores2, labels2, masks2 & labels2[0])
     assert float(det2.cal_f1_[2]) == 0.0
+
+
+def test_token_masks_may_be_a_list_per_sample():
+    scores, labels, masks = make_data(n=30, seed=12)
+    per_sample = [masks[scores.offsets[i] : scores.offsets[i + 1]] for i in range(30)]
+    a = SuperActivatorDetector().fit(scores, labels, masks)
+    b = SuperActivatorDetector().fit(scores, labels, per_sample)
+    assert torch.equal(a.threshold_, b.threshold_)
