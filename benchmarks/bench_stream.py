@@ -10,11 +10,15 @@ unit concepts, all 7 residual layers. Compared, in one run:
   (c) TransformerLens ``run_with_cache`` (all hook points), then projection
   (d) Hugging Face ``output_hidden_states=True``, then projection
 
-Wall time: median over ``--reps`` repetitions after one warm-up, methods
-interleaved within each repetition so that load from other processes hits
-all of them alike. Memory: peak bytes of live tensors allocated during one
-call (weights and inputs excluded), tracked by a ``TorchDispatchMode`` that
-follows every tensor storage an op creates until it is freed.
+Wall time: ``--reps`` repetitions after one warm-up; each repetition runs
+every method once in a shuffled order. Ratios ("vs bare", and the JSON
+``*_vs_bare``) are medians of the per-repetition ratios to the bare forward
+of the same repetition (paired), so that load from other processes on the
+shared cores cancels out as far as it can; absolute medians are printed too.
+
+Memory: peak bytes of live tensors allocated during one call (weights and
+inputs excluded), tracked by a ``TorchDispatchMode`` that follows every
+tensor storage an op creates until it is freed.
 
 The last line of stdout is JSON. Usage: ``python benchmarks/bench_stream.py [--quick]``.
 """
@@ -96,23 +100,36 @@ def project_all(resids: list[torch.Tensor], bank: ConceptBank) -> torch.Tensor:
 
 
 def measure(
-    methods: dict[str, Callable[[], object]], reps: int
-) -> tuple[dict[str, float], dict[str, int]]:
+    methods: dict[str, Callable[[], object]], reps: int, seed: int = 0
+) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
+    """Median wall time, median per-repetition ratio to ``bare_hf``, and peak memory.
+
+    Every repetition runs each method once, in a shuffled order; ratios are taken
+    within a repetition (paired), which cancels most of the drift when other
+    processes share the cores.
+    """
     for fn in methods.values():  # warm-up
         fn()
+    rng = random.Random(seed)
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(reps):
-        for name, fn in methods.items():
+        order = list(methods)
+        rng.shuffle(order)
+        for name in order:
             start = time.perf_counter()
-            fn()
+            methods[name]()
             times[name].append(time.perf_counter() - start)
+    ratios = {
+        name: statistics.median(t / b for t, b in zip(times[name], times["bare_hf"], strict=True))
+        for name in methods
+    }
     peaks = {}
     for name, fn in methods.items():
         with PeakTensorMemory() as tracker:
             out = fn()
         del out
         peaks[name] = tracker.peak
-    return {name: statistics.median(t) for name, t in times.items()}, peaks
+    return {name: statistics.median(t) for name, t in times.items()}, ratios, peaks
 
 
 def main() -> None:
@@ -174,7 +191,7 @@ def main() -> None:
     methods["cache_then_project"] = cache_then_project
     methods["hidden_states_then_project"] = hidden_then_project
 
-    wall, peak = measure(methods, reps)
+    wall, ratio, peak = measure(methods, reps)
     if lenses["bridge"].adapter.path != "fast":
         raise RuntimeError("the bridge lens did not take its fast path")
 
@@ -186,15 +203,14 @@ def main() -> None:
     print(f"MiniLM, {N_TEXTS} x {N_TOKENS} tokens, {N_CONCEPTS} concepts, 7 layers, {reps} reps")
     print(f"{'method':30s} {'median s':>9s} {'vs bare':>8s} {'peak MB':>9s}")
     for name in methods:
-        ratio = wall[name] / wall["bare_hf"]
-        print(f"{name:30s} {wall[name]:9.3f} {ratio:8.2f} {peak[name] / mb:9.1f}")
+        print(f"{name:30s} {wall[name]:9.3f} {ratio[name]:8.2f} {peak[name] / mb:9.1f}")
     result = {
-        "stream_vs_bare": wall["stream_bridge"] / wall["bare_hf"],
-        "stream_vs_bare_hf": wall["stream_hf"] / wall["bare_hf"],
-        "stream_vs_bare_nnsight": wall["stream_nnsight"] / wall["bare_hf"],
-        "stream_vs_bare_bridge_hooks": wall["stream_bridge_hooks"] / wall["bare_hf"],
-        "cache_vs_bare": wall["cache_then_project"] / wall["bare_hf"],
-        "hidden_states_vs_bare": wall["hidden_states_then_project"] / wall["bare_hf"],
+        "stream_vs_bare": ratio["stream_bridge"],
+        "stream_vs_bare_hf": ratio["stream_hf"],
+        "stream_vs_bare_nnsight": ratio["stream_nnsight"],
+        "stream_vs_bare_bridge_hooks": ratio["stream_bridge_hooks"],
+        "cache_vs_bare": ratio["cache_then_project"],
+        "hidden_states_vs_bare": ratio["hidden_states_then_project"],
         "peak_mem_vs_cache": peak["stream_bridge"] / peak["cache_then_project"],
         "peak_mem_vs_cache_hf": peak["stream_hf"] / peak["cache_then_project"],
         "max_abs_err_vs_cache": max_err,
@@ -202,6 +218,7 @@ def main() -> None:
         "peak_mb": {k: round(v / mb, 1) for k, v in peak.items()},
         "memory_method": "peak live tensor bytes allocated during one call (TorchDispatchMode)",
         "reps": reps,
+        "ratio_method": "median over repetitions of the paired ratio to bare_hf",
         "threads": torch.get_num_threads(),
     }
     print(json.dumps(result))

@@ -90,6 +90,7 @@ class Experiment:
     """What a run produced, kept in memory for analyses, figures and notebooks."""
 
     config: RunConfig
+    lens: ConceptLens
     dataset: TextDataset
     layers: list[int]
     normalizer: Normalizer
@@ -101,6 +102,12 @@ class Experiment:
     predictions: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     results: dict = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
+
+    def tokens_of(self, row: int) -> list[str]:
+        """The content tokens of dataset row ``row`` as strings (TokenScores order)."""
+        batch = self.lens.tokenize([self.dataset.texts[row]])
+        ids = batch.input_ids[0][batch.content_mask[0]].tolist()
+        return list(self.lens.tokenizer.convert_ids_to_tokens(ids))
 
 
 def _stack_masks(masks: list[Tensor], n_concepts: int) -> Bool[Tensor, "n_tokens C"]:
@@ -223,6 +230,7 @@ def run_experiment(config: RunConfig) -> Experiment:
 
     exp = Experiment(
         config=config,
+        lens=lens,
         dataset=ds,
         layers=layers,
         normalizer=normalizer,

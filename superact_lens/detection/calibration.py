@@ -39,6 +39,7 @@ __all__ = [
     "linear_quantiles",
     "count_above",
     "count_above_grouped",
+    "count_above_native",
     "f1_from_counts",
     "best_f1_threshold",
     "best_f1_threshold_sorted",
@@ -128,17 +129,27 @@ def count_above_grouped(
     small = np.int8 if 2 * width <= 127 else np.int16 if 2 * width <= 32767 else np.int32
     hist = np.zeros((g_n, r_n, 2 * width), dtype=np.int64)
 
-    def work(g: int, lo: int, hi: int) -> None:
-        acc = np.zeros((hi - lo, n), dtype=small)
-        block = a[g, lo:hi]
+    def work(g0: int, g1: int, r0: int, r1: int) -> None:
+        block = a[g0:g1, r0:r1]  # [gb, rb, n]
+        acc = np.zeros(block.shape, dtype=small)
         for j in range(n_tau):
-            acc += block > t[g, lo:hi, j : j + 1]
-        acc += p[g] * small(width)  # positives use bins width..2*width-1
-        for r in range(hi - lo):
-            hist[g, lo + r] = np.bincount(acc[r], minlength=2 * width)
+            acc += block > t[g0:g1, r0:r1, j : j + 1]
+        acc += p[g0:g1, None, :] * small(width)  # positives use bins width..2*width-1
+        n_rows = (g1 - g0) * (r1 - r0)
+        key = acc.reshape(n_rows, -1).astype(np.int32)
+        key += (np.arange(n_rows, dtype=np.int32) * (2 * width))[:, None]
+        counts = np.bincount(key.ravel(), minlength=n_rows * 2 * width)
+        hist[g0:g1, r0:r1] = counts.reshape(g1 - g0, r1 - r0, 2 * width)
 
-    step = max(1, (1 << 18) // max(n, 1))
-    blocks = [(g, lo, min(lo + step, r_n)) for g in range(g_n) for lo in range(0, r_n, step)]
+    target = 1 << 19  # elements per work item (cache-sized)
+    if r_n * n >= target:  # one group at a time, split its rows
+        step = max(1, target // max(n, 1))
+        blocks = [
+            (g, g + 1, lo, min(lo + step, r_n)) for g in range(g_n) for lo in range(0, r_n, step)
+        ]
+    else:  # several whole groups per item
+        step = max(1, target // max(r_n * n, 1))
+        blocks = [(g, min(g + step, g_n), 0, r_n) for g in range(0, g_n, step)]
     n_threads = min(torch.get_num_threads(), len(blocks))
     if n_threads > 1:
         with ThreadPoolExecutor(n_threads) as pool:
@@ -152,6 +163,85 @@ def count_above_grouped(
     tp_sorted, pp_sorted = above[:, :, 1], above[:, :, 0] + above[:, :, 1]
     tp = torch.empty_like(tp_sorted).scatter_(2, perm, tp_sorted)
     pp = torch.empty_like(pp_sorted).scatter_(2, perm, pp_sorted)
+    return tp, pp
+
+
+def count_above_native(
+    sample_max: Float[Tensor, "L n K"],
+    tau: Float[Tensor, "C K2 L N"],
+    labels: Bool[Tensor, "n C"],
+    match_columns: bool = False,
+) -> tuple[Float[Tensor, "C K2 L N"], Float[Tensor, "C K2 L N"]]:
+    """The SuperActivator grid counts straight from per-sample maxima in their
+    natural ``[layers, samples, columns]`` layout (no transposition).
+
+    Row ``(c, k', l)`` compares column ``k`` (``= c`` unless ``match_columns``,
+    then ``k = k'``) at layer ``l`` with ``tau[c, k', l, :]``; positives are
+    ``labels[:, c]``. Returns ``(tp, pp)`` like :func:`count_above`. Work is
+    split into cache-sized sample blocks (counts add up over samples) run on
+    threads; each block accumulates small-int bins with N broadcast
+    comparisons and one ``bincount``.
+    """
+    n_layers, n, n_cols = sample_max.shape
+    n_c, kk, _, n_tau = tau.shape
+    if not match_columns and n_cols != n_c:
+        raise ValueError(f"sample_max has {n_cols} columns but tau has {n_c} concepts")
+    tau = torch.nan_to_num(tau, nan=float("inf"))
+    tau_sorted, perm = tau.sort(dim=3)
+    t = tau_sorted.to(sample_max.dtype)
+    if match_columns:
+        t_nat = t.permute(0, 2, 3, 1).contiguous().numpy()  # [C, L, N, K]
+    else:
+        t_nat = t[:, 0].permute(1, 2, 0).contiguous().numpy()  # [L, N, C]
+    a = sample_max.detach().cpu().contiguous().numpy()
+    p = labels.cpu().contiguous().numpy()  # [n, C]
+    width = n_tau + 1
+    small = np.int8 if 2 * width <= 127 else np.int16 if 2 * width <= 32767 else np.int32
+    cells = n_layers * n_cols
+    offsets = (np.arange(cells, dtype=np.int32) * (2 * width)).reshape(n_layers, 1, n_cols)
+
+    def hist_of(acc: np.ndarray) -> np.ndarray:
+        key = acc.astype(np.int32)
+        key += offsets
+        return np.bincount(key.ravel(), minlength=cells * 2 * width)
+
+    def work(i0: int, i1: int) -> np.ndarray:
+        block = a[:, i0:i1, :]  # [L, b, K]
+        if not match_columns:
+            acc = np.zeros(block.shape, dtype=small)
+            for j in range(n_tau):
+                acc += block > t_nat[:, j : j + 1, :]
+            acc += p[None, i0:i1, :] * small(width)
+            return hist_of(acc)[None]
+        out = np.empty((n_c, cells * 2 * width), dtype=np.int64)
+        for c in range(n_c):
+            acc = np.zeros(block.shape, dtype=small)
+            for j in range(n_tau):
+                acc += block > t_nat[c, :, j : j + 1, :]
+            acc += p[None, i0:i1, c : c + 1] * small(width)
+            out[c] = hist_of(acc)
+        return out
+
+    step = max(1, (1 << 19) // max(1, cells))
+    blocks = [(i0, min(i0 + step, n)) for i0 in range(0, n, step)]
+    hist = np.zeros((1 if not match_columns else n_c, cells * 2 * width), dtype=np.int64)
+    n_threads = min(torch.get_num_threads(), len(blocks))
+    if n_threads > 1:
+        with ThreadPoolExecutor(n_threads) as pool:
+            for h in pool.map(lambda b: work(*b), blocks):
+                hist += h
+    else:
+        for b in blocks:
+            hist += work(*b)
+    h = torch.from_numpy(hist).view(-1, n_layers, n_cols, 2, width)
+    if match_columns:
+        h = h.permute(0, 2, 1, 3, 4)  # [C, K, L, 2, w]
+    else:
+        h = h[0].permute(1, 0, 2, 3).unsqueeze(1)  # [C, 1, L, 2, w]
+    above = h.flip(4).cumsum(4).flip(4)[..., 1:].to(torch.float64)  # [C, K', L, 2, N]
+    tp_sorted, pp_sorted = above[..., 1, :], above[..., 0, :] + above[..., 1, :]
+    tp = torch.empty_like(tp_sorted).scatter_(3, perm, tp_sorted)
+    pp = torch.empty_like(pp_sorted).scatter_(3, perm, pp_sorted)
     return tp, pp
 
 

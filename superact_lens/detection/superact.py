@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from jaxtyping import Bool, Float
@@ -31,7 +32,7 @@ from .calibration import (
     DEFAULT_N_GRID,
     chunk_rows,
     count_above,
-    count_above_grouped,
+    count_above_native,
     f1_from_counts,
     quantile_levels,
     select_best,
@@ -65,19 +66,25 @@ def superact_grid(
     """
     n_layers, n, n_cols = sample_max.shape
     n_c = labels.shape[1]
-    kk = n_cols if match_columns else 1
-    tau = torch.stack([superact_thresholds(s, n_grid) for s in in_scores])  # [C, K', L, N]
-    n_n = tau.shape[-1]
-    agg_kl = sample_max.permute(2, 0, 1).contiguous()  # [K, L, n], one copy
-    if match_columns:  # every concept sees every column: a broadcast view, no copy
-        agg = agg_kl.reshape(1, n_cols * n_layers, n).expand(n_c, -1, -1)
-    else:
-        agg = agg_kl
-    tp, pp = count_above_grouped(agg, tau.reshape(n_c, kk * n_layers, n_n), labels.T)
-    tp, pp = tp.view(n_c, kk, n_layers, n_n), pp.view(n_c, kk, n_layers, n_n)
+    tau = _thresholds_all(in_scores, n_grid)  # [C, K', L, N]
+    tp, pp = count_above_native(sample_max, tau, labels, match_columns)
     n_pos = labels.sum(0).to(torch.float64).view(n_c, 1, 1, 1)
     precision, recall, f1 = f1_from_counts(tp, pp, n_pos)
     return tau, precision, recall, f1
+
+
+def _thresholds_all(
+    in_scores: Sequence[Tensor], n_grid: Sequence[float]
+) -> Float[Tensor, "C K2 L N"]:
+    """:func:`superact_thresholds` of every concept, on threads (the selection
+    in ``numpy.partition`` releases the GIL)."""
+    n_threads = min(torch.get_num_threads(), len(in_scores))
+    if n_threads > 1 and sum(s.numel() for s in in_scores) > (1 << 20):
+        with ThreadPoolExecutor(n_threads) as pool:
+            parts = list(pool.map(lambda s: superact_thresholds(s, n_grid), in_scores))
+    else:
+        parts = [superact_thresholds(s, n_grid) for s in in_scores]
+    return torch.stack(parts)
 
 
 def in_concept_mask(

@@ -1,0 +1,100 @@
+"""`superact run` end to end on the planted synthetic dataset (INTERFACES §2-3)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from superact_lens.cli import main
+from superact_lens.cli.run import parse_layers
+from superact_lens.data import make_synthetic_dataset, write_dataset_folder
+
+METHODS = {"superact", "superact_fixed", "cls", "mean", "last", "random", "max"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, minilm_folder):
+    data = tmp_path_factory.mktemp("data")
+    write_dataset_folder(make_synthetic_dataset(n=60, seed=1), data)
+    out = tmp_path_factory.mktemp("out")
+    code = main(
+        [
+            "run",
+            "--model", str(minilm_folder),
+            "--dataset", str(data),
+            "--out", str(out),
+            "--concepts", "linsep,mean",
+            "--layers", "0,50,100",
+            "--n-bootstrap", "200",
+            "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_results_json_has_the_contract_keys(run_dir):
+    res = json.loads((run_dir / "results.json").read_text())
+    assert set(res["n_samples"]) == {"train", "cal", "test"}
+    assert res["layers"] == [0, 3, 6]
+    assert set(res["results"]) == {"linsep", "mean"}
+    for by_method in res["results"].values():
+        assert set(by_method) == METHODS
+        for method, entry in by_method.items():
+            lo, hi = entry["ci95"]
+            assert lo <= entry["weighted_f1"] <= hi
+            for concept in ("fruit", "metal", "weather"):
+                pc = entry["per_concept"][concept]
+                assert {"f1", "precision", "recall", "layer", "sparsity", "threshold"} <= set(pc)
+                assert pc["layer"] in res["layers"]
+                if method.startswith("superact"):
+                    assert pc["sparsity"] is not None
+                else:
+                    assert pc["sparsity"] is None
+    for kind in ("linsep", "mean"):
+        assert set(res["separability"][kind]) == {"0", "3", "6"}
+        assert {"q95", "q99", "coverage99"} <= set(res["separability"][kind]["3"])
+    assert {"embed", "concepts", "calibrate", "total"} <= set(res["timing_s"])
+
+
+def test_planted_concepts_are_detected(run_dir):
+    """Trigger words are single tokens that occur only in their spans: the
+    SuperActivator detector must find them almost perfectly."""
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["results"]["linsep"]["superact"]["weighted_f1"] > 0.8
+
+
+def test_report_and_figures_are_written(run_dir):
+    report = (run_dir / "report.md").read_text()
+    assert "| concept type | superact |" in report
+    assert "Does the paper's claim hold" in report
+    for name in ("separability_linsep.png", "f1_by_depth_mean.png", "distributions.png"):
+        assert (run_dir / name).stat().st_size > 1000
+        assert f"]({name})" in report
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--concepts", "linsep,bogus"], "--concepts"),
+        (["--layers", "0,abc"], "--layers"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--dataset", "/no/such/folder"], "/no/such/folder"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, argv, message):
+    base = {"--model": "minilm", "--dataset": "synthetic", "--out": str(tmp_path / "o")}
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        base[flag] = value
+    args = ["run", "--quiet"] + [x for kv in base.items() for x in kv]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("superact: error:") and message in err[0]
+
+
+def test_parse_layers():
+    assert parse_layers(None) is None
+    assert parse_layers("all") is None
+    assert parse_layers("0,25,100") == ["0%", "25%", "100%"]
+    assert parse_layers("L3,50%") == [3, "50%"]
