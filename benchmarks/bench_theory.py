@@ -66,7 +66,7 @@ def bench_simulate(n_seq: int, tokens: int = 128, layers: int = 32) -> dict:
     t0 = time.perf_counter()
     traj = theory.simulate(a0, layers, beta=0.3, kappa=0.5)
     fast = time.perf_counter() - t0
-    # baseline: the plain softmax layer map on a subset, same run
+    # baseline: the generic (noise-capable) layer map on a subset, same run
     sub = max(1, n_seq // 10)
     t0 = time.perf_counter()
     a = a0[:sub]
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[2] simulate {n_seq} x 128 tokens x 32 layers (float64, noiseless)")
     sim = bench_simulate(n_seq)
     print(
-        f"  simulate {sim['simulate_s']:.2f} s; plain softmax map {sim['baseline_s']:.2f} s "
+        f"  simulate {sim['simulate_s']:.2f} s; generic layer map {sim['baseline_s']:.2f} s "
         f"(ratio {sim['speedup']:.2f}x); max rel diff {sim['rel_diff']:.1e}"
     )
 

@@ -72,6 +72,7 @@ def _heatmap(exp: Experiment, kind: str, path: Path) -> bool:
         return False
     layer_pos = exp.layers.index(int(det.layer_[c]))  # type: ignore[attr-defined]
     column = int(det.column_[c])  # type: ignore[attr-defined]
+
     def peak(i: int) -> float:
         s = test.scores.sample(i)[layer_pos, :, column]
         return float(s.max()) if s.numel() else float("-inf")

@@ -59,7 +59,8 @@ class TokenScores:
             )
         if self.tokens.shape[2] != len(self.concepts):
             raise ValueError(
-                f"tokens has {self.tokens.shape[2]} concept columns but concepts lists {len(self.concepts)}"
+                f"tokens has {self.tokens.shape[2]} concept columns but concepts lists "
+                f"{len(self.concepts)}"
             )
         if self.offsets.ndim != 1 or int(self.offsets[-1]) != self.tokens.shape[1]:
             raise ValueError("offsets must be 1-D and end at the number of tokens")
@@ -95,7 +96,7 @@ class TokenScores:
         starts, ends = self.offsets[index], self.offsets[index + 1]
         lengths = ends - starts
         token_index = (
-            torch.cat([torch.arange(int(s), int(e)) for s, e in zip(starts, ends)])
+            torch.cat([torch.arange(int(s), int(e)) for s, e in zip(starts, ends, strict=True)])
             if len(index)
             else torch.zeros(0, dtype=torch.long)
         )

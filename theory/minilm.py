@@ -34,6 +34,7 @@ from theory.heads import AttentionWeights, measure_layer
 __all__ = [
     "bert_attention_weights",
     "capture",
+    "dataset_concept_data",
     "default_concept_data",
     "difference_of_means",
     "load_minilm",
@@ -172,6 +173,31 @@ def default_concept_data() -> tuple[list[str], list[list[tuple[int, int]]]]:
     return texts, spans
 
 
+def dataset_concept_data(
+    concept: str = "noun.animal",
+    *,
+    name: str = "wordnet-supersenses",
+    split: str = "train",
+    limit: int = 300,
+) -> tuple[list[str], list[list[tuple[int, int]]]]:
+    """Texts and character spans of one concept from a project dataset.
+
+    Uses ``superact_lens.data.load_dataset`` (imported here, so the theory
+    package does not depend on it). Takes the first ``limit`` samples of
+    ``split`` (positives keep the spans of ``concept``; negatives have none).
+    """
+    from superact_lens.data import load_dataset
+
+    ds = load_dataset(name)
+    if concept not in ds.concepts:
+        raise ValueError(f"concept: {concept!r} not in dataset {name!r}")
+    k = ds.concepts.index(concept)
+    idx = [i for i in range(len(ds.texts)) if ds.splits[i] == split][:limit]
+    texts = [ds.texts[i] for i in idx]
+    spans = [[(s, e) for s, e, c in ds.spans[i] if c == k] for i in idx]
+    return texts, spans
+
+
 def token_mask(offsets: Tensor, spans: list[list[tuple[int, int]]]) -> Tensor:
     """``[N, T]`` True for tokens whose character span overlaps a concept span."""
     mask = torch.zeros(offsets.shape[:2], dtype=torch.bool)
@@ -199,22 +225,29 @@ def minilm_head_report(
     concepts: Tensor | None = None,
     texts: list[str] | None = None,
     *,
+    data: tuple[list[str], list[list[tuple[int, int]]]] | None = None,
+    source: str = "given",
     model=None,
     tokenizer=None,
 ) -> dict:
     """Per-layer :class:`theory.heads.LayerReport` of MiniLM for a concept.
 
     concepts: ``[L, d]`` (one per attention input) or ``[d]``; texts: sentences
-    to measure on. Defaults: the "animal" concept by difference of means on
-    :func:`default_concept_data` (learned on even-indexed sentences, measured
-    on all). Returns ``{"layers": [LayerReport dicts], "concept_source": str}``.
+    to measure on. Without ``concepts``, they are learned by difference of
+    means from ``data`` (texts and spans, e.g. :func:`dataset_concept_data`;
+    default :func:`default_concept_data`) on its even-indexed samples, and the
+    heads are measured on ``texts`` (default: all of ``data``'s texts); ``source``
+    labels where the concept came from. Returns
+    ``{"layers": [LayerReport dicts + ln_slope, ln_corr], "concept_source": str}``.
     """
     if model is None or tokenizer is None:
         model, tokenizer = load_minilm()
     L = len(model.encoder.layer)
-    source = "given"
     if concepts is None:
-        texts_c, spans = default_concept_data()
+        if data is None:
+            data = default_concept_data()
+            source = "difference of means, hand-written 'animal' sentences"
+        texts_c, spans = data
         cap = capture(model, tokenizer, texts_c)
         inside = token_mask(cap["offsets"], spans)
         negative = torch.tensor([not s for s in spans])[:, None] & cap["pad"]
@@ -223,7 +256,6 @@ def minilm_head_report(
         concepts = difference_of_means(
             cap["hidden"][:L], inside & learn[:, None], negative & learn[:, None]
         )
-        source = "difference of means, hand-written 'animal' sentences"
         texts = texts if texts is not None else texts_c
     if texts is None:
         raise ValueError("texts: required when concepts are given")

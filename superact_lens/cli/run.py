@@ -37,7 +37,7 @@ def parse_layers(text: str | None) -> list[int | str] | None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
-        help="calibrate SuperActivator detectors and every baseline; write results.json + report.md",
+        help="calibrate SuperActivator detectors and baselines; write results.json, report.md",
         description="Model + dataset -> OUT/results.json, OUT/report.md and PNG figures.",
     )
     p.add_argument(

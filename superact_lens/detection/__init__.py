@@ -2,7 +2,22 @@
 
 Every detector is fitted on cal scores (:class:`~superact_lens.scores.TokenScores`)
 and predicts concept ``c`` in a sample iff its aggregate at ``layer_[c]`` (from
-score column ``column_[c]``) exceeds ``threshold_[c]``.
+score column ``column_[c]``) is strictly greater than ``threshold_[c]``.
+
+Conventions shared by all detectors:
+
+- Choice on cal by F1; ties go to the smaller N, then the earlier layer, then
+  the lower column index (and, for best-F1 thresholds, the higher threshold).
+- ``D_in(c)``: tokens in ``c``'s mask in positive samples; masks on negative
+  samples are ignored. ``D_out(c)``: all tokens of negative samples.
+- Quantiles: ``torch.quantile`` linear interpolation (reproduced bit for bit,
+  without a full sort, by :func:`~.calibration.linear_quantiles`).
+- Samples with no content token aggregate to ``-inf``: always predicted absent.
+- A concept with no in-concept cal token (no positive, or positives without
+  spans only) cannot define ``tau``: the SuperActivator detector falls back to
+  the MaxTok best-F1 threshold for it (``fallback_``, ``n_`` NaN, a warning).
+- ``match_columns=True``: score columns are clusters / SAE units; each
+  ground-truth concept picks the column (and layer, N) with the best cal F1.
 """
 
 from .aggregators import AGGREGATORS, AggregatorDetector, aggregate
@@ -26,11 +41,13 @@ from .segments import (
     segment_mean,
     segment_random,
 )
+from .suite import METHODS, evaluate_detectors, fit_detectors
 from .superact import FixedNDetector, SuperActivatorDetector, in_concept_mask, superact_grid
 
 __all__ = [
     "AGGREGATORS",
     "DEFAULT_N_GRID",
+    "METHODS",
     "AggregatorDetector",
     "BaseDetector",
     "FixedNDetector",
@@ -41,6 +58,8 @@ __all__ = [
     "count_above",
     "detection_metrics",
     "detection_report",
+    "evaluate_detectors",
+    "fit_detectors",
     "f1_from_counts",
     "in_concept_mask",
     "load_detector",

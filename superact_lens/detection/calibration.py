@@ -228,8 +228,8 @@ def count_above_native(
     n_threads = min(torch.get_num_threads(), len(blocks))
     if n_threads > 1:
         with ThreadPoolExecutor(n_threads) as pool:
-            for h in pool.map(lambda b: work(*b), blocks):
-                hist += h
+            for part in pool.map(lambda b: work(*b), blocks):
+                hist += part
     else:
         for b in blocks:
             hist += work(*b)
@@ -237,7 +237,7 @@ def count_above_native(
     if match_columns:
         h = h.permute(0, 2, 1, 3, 4)  # [C, K, L, 2, w]
     else:
-        h = h[0].permute(1, 0, 2, 3).unsqueeze(1)  # [C, 1, L, 2, w]
+        h = h[0].permute(1, 0, 2, 3).unsqueeze(1)  # [C, 1, L, 2, w]  (K == C)
     above = h.flip(4).cumsum(4).flip(4)[..., 1:].to(torch.float64)  # [C, K', L, 2, N]
     tp_sorted, pp_sorted = above[..., 1, :], above[..., 0, :] + above[..., 1, :]
     tp = torch.empty_like(tp_sorted).scatter_(3, perm, tp_sorted)

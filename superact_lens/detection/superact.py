@@ -118,8 +118,13 @@ class SuperActivatorDetector(BaseDetector):
         return segment_max(scores.tokens, scores.offsets, dim=1)
 
     def fit(
-        self, cal: TokenScores, labels: Bool[Tensor, "n C"], token_masks: Bool[Tensor, "T C"]
+        self,
+        cal: TokenScores,
+        labels: Bool[Tensor, "n C"],
+        token_masks: Bool[Tensor, "T C"] | Sequence[Tensor],
     ) -> SuperActivatorDetector:
+        """Calibrate on cal. ``token_masks``: ``[n_tokens, C]`` aligned with
+        ``cal.tokens`` (or the list of per-sample ``[n_content, C]`` masks)."""
         quantile_levels(self.n_grid)  # validates the grid
         labels = self._check_fit_inputs(cal, labels)
         n_c = labels.shape[1]

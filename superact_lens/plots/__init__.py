@@ -11,6 +11,7 @@ from .figures import (
     plot_separability,
 )
 from .heatmap import token_heatmap_html, token_heatmap_png
+from .report import save_report_figures
 
 __all__ = [
     "plot_best_layer",
@@ -21,6 +22,7 @@ __all__ = [
     "plot_sa_positions",
     "plot_sa_ratio_cdf",
     "plot_separability",
+    "save_report_figures",
     "token_heatmap_html",
     "token_heatmap_png",
 ]

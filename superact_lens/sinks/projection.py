@@ -51,17 +51,28 @@ class _Projector:
                 setattr(self, name, value.to(device))
 
     def __call__(
-        self, z: Float[Tensor, "... d_model"], layer: int
+        self,
+        z: Float[Tensor, "... d_model"],
+        layer: int,
+        out: Float[Tensor, "n concepts"] | None = None,
     ) -> Float[Tensor, "... concepts"]:
+        """Scores of ``z``; written into ``out`` (``[prod(...), concepts]``) when given.
+
+        ``addmm`` (z @ W.T + b in one kernel, straight into the batch buffer) rather
+        than ``einsum``: it is the hot loop, and on shared CPUs every extra small op
+        costs a thread synchronisation.
+        """
         r = self.layers.index(layer)
-        z = z.float()
-        out = torch.einsum("...d,cd->...c", z, self.weight[r]) + self.bias[r]
+        flat = z.float().reshape(-1, z.shape[-1])
+        if out is None:
+            out = torch.empty(flat.shape[0], self.weight.shape[1], device=flat.device)
+        torch.addmm(self.bias[r], flat, self.weight[r].T, out=out)
         if self.cosine:
-            z_hat = z
+            z_hat = flat
             if self.mean is not None and self.scale is not None:
-                z_hat = (z - self.mean[r]) / self.scale[r]
-            out = out / z_hat.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return out
+                z_hat = (flat - self.mean[r]) / self.scale[r]
+            out.div_(z_hat.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+        return out.view(*z.shape[:-1], out.shape[-1])
 
 
 class ProjectionSink(Sink):
@@ -137,30 +148,44 @@ class ProjectionSink(Sink):
             self._tokens.to(device)
             self._cls.to(device)
             self._device = device
-        n_tokens = int(batch.content_mask.sum())
+        n_samples, n_pos = batch.input_ids.shape
         n_layers, n_concepts = len(self.layers_), self.bank.n_concepts
-        self._batch_tokens = torch.empty(n_layers, n_tokens, n_concepts, device=device)
-        self._batch_cls = torch.empty(n_layers, len(batch.sample_ids), n_concepts, device=device)
+        # Every position is projected into one buffer; content tokens and the sample
+        # score are picked out of it once per batch (fewer, larger ops per layer).
+        self._batch_full = torch.empty(n_layers, n_samples, n_pos, n_concepts, device=device)
+        has_cls = bool((batch.cls_index >= 0).all())
+        # The sample score can be read off the token scores when both use the same bank
+        # and the sample embedding is a [CLS] token, or a mean (projection is affine).
+        self._shared_cls = self.cls_bank is self.bank and (has_cls or not self.bank.cosine)
+        self._batch_cls = (
+            None
+            if self._shared_cls
+            else torch.empty(n_layers, n_samples, n_concepts, device=device)
+        )
 
     def on_layer(
         self, layer: int, resid: Float[Tensor, "batch pos d_model"], batch: TokenBatch
     ) -> None:
         r = self._row(layer)
-        # Project every position, then keep content tokens: selecting on the narrow
-        # [batch, pos, concepts] output is cheaper than copying the residual first.
-        self._batch_tokens[r] = batch.content(self._tokens(resid, layer))
-        self._batch_cls[r] = self._cls(batch.sample_embedding(resid), layer)
+        full = self._batch_full[r]
+        self._tokens(resid, layer, out=full.view(-1, full.shape[-1]))
+        if self._batch_cls is not None:
+            self._batch_cls[r] = self._cls(batch.sample_embedding(resid), layer)
 
     def end_batch(self, batch: TokenBatch) -> None:
+        full = self._batch_full
+        tokens = full[:, batch.content_mask]
+        if self._batch_cls is not None:
+            cls = self._batch_cls
+        elif bool((batch.cls_index >= 0).all()):
+            cls = full[:, torch.arange(full.shape[1], device=full.device), batch.cls_index]
+        else:
+            weights = batch.content_mask.to(full.dtype)
+            cls = torch.einsum("lbpc,bp->lbc", full, weights) / weights.sum(1)[:, None]
         self._chunks.append(
-            (
-                batch.sample_ids.cpu(),
-                batch.n_content.cpu(),
-                self._batch_tokens.cpu(),
-                self._batch_cls.cpu(),
-            )
+            (batch.sample_ids.cpu(), batch.n_content.cpu(), tokens.cpu(), cls.cpu())
         )
-        del self._batch_tokens, self._batch_cls
+        del self._batch_full, self._batch_cls
 
     def result(self) -> TokenScores:
         """Scores in the original sample order (the stream batches by length)."""

@@ -181,3 +181,19 @@ def test_token_masks_may_be_a_list_per_sample():
     a = SuperActivatorDetector().fit(scores, labels, masks)
     b = SuperActivatorDetector().fit(scores, labels, per_sample)
     assert torch.equal(a.threshold_, b.threshold_)
+
+
+def test_fit_and_evaluate_all_methods():
+    from superact_lens.detection import METHODS, evaluate_detectors, fit_detectors
+
+    scores, labels, masks = make_data(n=40, seed=13)
+    dets = fit_detectors(scores, labels, masks, n_grid=(2, 10, 50))
+    assert list(dets) == list(METHODS)
+    res = evaluate_detectors(dets, scores, labels, ["a", "b", "c"], n_resamples=100)
+    assert res["superact"]["per_concept"]["a"]["sparsity"] in (2.0, 10.0, 50.0)
+    assert res["mean"]["per_concept"]["a"]["sparsity"] is None
+    no_cls = TokenScores(scores.layers, scores.concepts, scores.tokens, scores.offsets)
+    with pytest.warns(UserWarning, match="cls"):
+        assert "cls" not in fit_detectors(no_cls, labels, masks, methods=("cls", "max"))
+    with pytest.raises(ValueError, match="methods"):
+        fit_detectors(scores, labels, masks, methods=("median",))
