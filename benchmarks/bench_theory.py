@@ -125,11 +125,20 @@ def main(argv: list[str] | None = None) -> dict:
     minilm = None
     if not (args.quick or args.no_minilm):
         print("[5] MiniLM measured heads")
-        from theory.minilm import minilm_head_report
+        from theory.minilm import dataset_concept_data, minilm_head_report
 
         t0 = time.perf_counter()
-        rep = minilm_head_report()
+        try:  # concept learned from the shipped dataset (train), heads measured on cal
+            learn = dataset_concept_data("noun.animal", split="train", limit=200)
+            meas, _ = dataset_concept_data("noun.animal", split="cal", limit=100)
+            rep = minilm_head_report(
+                data=learn, texts=meas, source="wordnet-supersenses noun.animal, diff. of means"
+            )
+        except (ImportError, ValueError, OSError) as err:  # dataset not available
+            print(f"  shipped dataset unavailable ({err}); hand-written sentences instead")
+            rep = minilm_head_report()
         minilm = {"concept_source": rep["concept_source"], "layers": []}
+        print(f"  concept: {rep['concept_source']}")
         for r in rep["layers"]:
             top = r["heads"]["rank"][0]
             row = {
@@ -145,12 +154,10 @@ def main(argv: list[str] | None = None) -> dict:
                 "ln_slope": r["ln_slope"],
             }
             minilm["layers"].append(row)
-            print(
-                "  "
-                + ", ".join(
-                    f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                )
+            line = ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
             )
+            print("  " + line)
         print(f"  ({time.perf_counter() - t0:.1f} s)")
 
     out = {

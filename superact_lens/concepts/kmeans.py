@@ -193,7 +193,7 @@ class KMeansSeparatorConcepts(KMeansConcepts):
 
     Args: those of :class:`KMeansConcepts`, plus
         separator: a :class:`LinearSeparatorConcepts` whose solver settings are used
-            (default: the fast lbfgs solver, seeded with ``seed``).
+            (default: the fast lbfgs solver capped at 30 iterations, seeded with ``seed``).
 
     Attributes:
         bank_: ConceptBank ``[layers, K, d_model]``, kind "klinsep", cosine=False.
@@ -224,18 +224,23 @@ class KMeansSeparatorConcepts(KMeansConcepts):
         level: str,
     ) -> ConceptBank:
         subs, _, labels = self._cluster(sample, normalizer)
-        sep = (
-            self.separator
-            if self.separator is not None
-            else LinearSeparatorConcepts(seed=self.seed)
-        )
+        # Clusters are nearly separable, so full L-BFGS convergence only inflates |w|:
+        # 30 iterations gave the same argmax assignment at ~1/6 of the time of 100.
+        sep = self.separator
+        if sep is None:
+            sep = LinearSeparatorConcepts(seed=self.seed, max_iter=30)
         k = torch.arange(self.n_clusters_)
         vectors = []
         for sub, lab in zip(subs, labels, strict=True):
             member = lab[:, None] == k.to(lab.device)[None, :]  # [m, K] one-vs-rest
             vectors.append(separators(sub, member, ~member, sep))
         metadata = self._metadata(normalizer, labels)
-        metadata["separator"] = {"solver": sep.solver, "l2": sep.l2, "seed": sep.seed}
+        metadata["separator"] = {
+            "solver": sep.solver,
+            "l2": sep.l2,
+            "max_iter": sep.max_iter,
+            "seed": sep.seed,
+        }
         return ConceptBank(
             layers=list(sample.layers),
             names=[f"cluster_{j}" for j in range(self.n_clusters_)],
