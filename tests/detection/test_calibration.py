@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from superact_lens.detection import (
     AggregatorDetector,
@@ -196,3 +198,23 @@ def test_fixed_n_matches_loop():
                 best = (f, layer)
         assert float(det.cal_f1_[c]) == best[0]
         assert int(det.layer_index_[c]) == best[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([-math.inf, -1.0, 0.0, 0.5, 1.0, 2.0]), st.booleans()),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_best_f1_threshold_property(pairs):
+    """Any values (ties, -inf for empty samples) and labels: exact best F1, and
+    the returned finite threshold reproduces it with the strict rule."""
+    v = [a for a, _ in pairs]
+    y = [b for _, b in pairs]
+    thr, f1 = best_f1_threshold(torch.tensor([v]), torch.tensor([y]))
+    f_ref, _ = loop_best_threshold(v, y)
+    assert float(f1[0]) == f_ref
+    assert math.isfinite(float(thr[0]))
+    assert _f1(*_counts(v, y, float(thr[0]))) == f_ref
