@@ -1,10 +1,10 @@
 """The PNG figures of ``superact run`` (SPEC §5), drawn from an in-memory Experiment.
 
-Per concept type: separability and coverage by depth, and F1 by depth for every
-method. For the first concept type (the headline one, ``linsep`` by default):
-in/out distributions of the best concept, F1 vs N, best-N and best-layer
-histograms, the SuperActivator-ratio CDF, SuperActivator positions and a token
-heat map of one positive test sample.
+Per concept type (file names prefixed with the type): separability and coverage
+by depth, in/out distributions, F1 vs N, best-N and best-layer histograms, the
+SuperActivator-ratio CDF, SuperActivator positions and F1 by depth of every
+method, all on TEST. Plus a token heat map of one positive test sample for the
+first (headline) concept type.
 """
 
 from __future__ import annotations
@@ -17,47 +17,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from superact_lens.analysis import (  # noqa: E402
-    activation_distributions,
-    best_layer_histogram,
-    best_n_histogram,
-    f1_by_depth,
-    f1_vs_n,
-    separability,
-    superactivator_positions,
-    superactivator_ratio,
-)
-from superact_lens.plots import (  # noqa: E402
-    plot_best_layer,
-    plot_best_n,
-    plot_distributions,
-    plot_f1_by_depth,
-    plot_f1_vs_n,
-    plot_sa_positions,
-    plot_sa_ratio_cdf,
-    plot_separability,
-    token_heatmap_png,
-)
+from superact_lens.plots import save_report_figures, token_heatmap_png  # noqa: E402
 
 if TYPE_CHECKING:
     from superact_lens.pipeline import Experiment
 
-__all__ = ["save_figures", "depth_table"]
-
-
-def depth_table(exp: Experiment, kind: str) -> dict:
-    """F1 by depth of every method on TEST (the CLS baseline on its own scores)."""
-    detectors = exp.detectors[kind]
-    test = exp.test[kind]
-    token_methods = {m: d for m, d in detectors.items() if m != "cls"}
-    depth = f1_by_depth(token_methods, test.scores, test.labels)
-    if "cls" in detectors:
-        cls_depth = f1_by_depth({"cls": detectors["cls"]}, test.cls, test.labels)
-        depth["methods"].append("cls")
-        depth["per_concept"]["cls"] = cls_depth["per_concept"]["cls"]
-        depth["weighted"]["cls"] = cls_depth["weighted"]["cls"]
-        depth["matrix"] = [depth["weighted"][m] for m in depth["methods"]]
-    return depth
+__all__ = ["save_figures"]
 
 
 def _heatmap(exp: Experiment, kind: str, path: Path) -> bool:
@@ -103,46 +68,21 @@ def save_figures(exp: Experiment, out: str | Path) -> list[str]:
     """Write the figures into ``out``; return their file names (relative to ``out``)."""
     out = Path(out)
     names: list[str] = []
-
-    def keep(fig_name: str) -> None:
-        names.append(fig_name)
-        plt.close("all")
-
     for kind in exp.config.concepts:
         test = exp.test[kind]
-        det = exp.detectors[kind]["superact"]
-        columns = det.column_ if exp.banks[kind].metadata.get("unsupervised") else None  # type: ignore[attr-defined]
-        sep = separability(test.scores, test.labels, test.masks, columns=columns)
-        plot_separability(sep, out / f"separability_{kind}.png", title=f"{kind} concepts (test)")
-        keep(f"separability_{kind}.png")
-        plot_f1_by_depth(depth_table(exp, kind), out / f"f1_by_depth_{kind}.png")
-        keep(f"f1_by_depth_{kind}.png")
-
+        saved = save_report_figures(
+            out,
+            exp.detectors[kind],
+            test.scores,
+            test.labels,
+            test.masks,
+            list(exp.dataset.concepts),
+            prefix=f"{kind}_",
+        )
+        names += [path.name for path in saved["figures"].values()]
+        plt.close("all")
     kind = exp.config.concepts[0]
-    test, det = exp.test[kind], exp.detectors[kind]["superact"]
-    names_c = list(exp.dataset.concepts)
-    columns = det.column_ if exp.banks[kind].metadata.get("unsupervised") else None  # type: ignore[attr-defined]
-    f1 = [v["f1"] or 0.0 for v in exp.results["results"][kind]["superact"]["per_concept"].values()]
-    best_c = max(range(len(f1)), key=lambda i: f1[i])
-    dist = activation_distributions(test.scores, test.labels, test.masks, best_c, columns=columns)
-    plot_distributions(
-        dist, out / "distributions.png", title=f"{kind} · {names_c[best_c]}: D_in vs D_out by layer"
-    )
-    keep("distributions.png")
-    plot_f1_vs_n(f1_vs_n(det), out / "f1_vs_n.png", names=names_c)  # type: ignore[arg-type]
-    keep("f1_vs_n.png")
-    plot_best_n(best_n_histogram(det), out / "best_n.png")  # type: ignore[arg-type]
-    keep("best_n.png")
-    plot_best_layer(best_layer_histogram(det), out / "best_layer.png", title=f"Best layer ({kind})")
-    keep("best_layer.png")
-    plot_sa_ratio_cdf(
-        superactivator_ratio(det, test.scores, test.labels, test.masks), out / "sa_ratio_cdf.png"
-    )
-    keep("sa_ratio_cdf.png")
-    plot_sa_positions(
-        superactivator_positions(det, test.scores, test.labels), out / "sa_positions.png"
-    )
-    keep("sa_positions.png")
-    if _heatmap(exp, kind, out / "heatmap_example.png"):
-        keep("heatmap_example.png")
+    if _heatmap(exp, kind, out / f"{kind}_heatmap_example.png"):
+        names.append(f"{kind}_heatmap_example.png")
+        plt.close("all")
     return names

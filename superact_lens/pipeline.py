@@ -20,28 +20,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool
 from torch import Tensor
 
 from superact_lens.concepts import ConceptBank, fit_concepts, make_estimator
 from superact_lens.data import TextDataset, load_dataset, token_masks
-from superact_lens.detection import AggregatorDetector, FixedNDetector, SuperActivatorDetector
+from superact_lens.detection import METHODS, fit_detectors
 from superact_lens.lens import ConceptLens
 from superact_lens.normalization import Normalizer
 from superact_lens.results import build_results
 from superact_lens.scores import TokenScores
-from superact_lens.sinks import (
-    NormStatsSink,
-    ProjectionSink,
-    SampleEmbeddingSink,
-    TokenCollector,
-)
+from superact_lens.sinks import NormStatsSink, ProjectionSink, SampleEmbeddingSink, TokenCollector
 
 __all__ = ["RunConfig", "Experiment", "run_experiment", "METHODS", "CONCEPT_KINDS"]
 
 log = logging.getLogger(__name__)
 
-METHODS = ("superact", "superact_fixed", "cls", "mean", "last", "random", "max")
 CONCEPT_KINDS = ("linsep", "mean", "kmeans", "klinsep")
 
 
@@ -79,8 +73,7 @@ class RunConfig:
 class SplitScores:
     """Scores of one split for one concept type, with the labels they are judged against."""
 
-    scores: TokenScores  # token scores (+ cls from the CLS-level bank when columns agree)
-    cls: TokenScores  # CLS-level scores only (no tokens)
+    scores: TokenScores  # token scores, and in ``.cls`` the CLS-level bank's sample scores
     labels: Bool[Tensor, "n C"]
     masks: Bool[Tensor, "n_tokens C"]
 
@@ -114,26 +107,6 @@ def _stack_masks(masks: list[Tensor], n_concepts: int) -> Bool[Tensor, "n_tokens
     if not masks:
         return torch.zeros(0, n_concepts, dtype=torch.bool)
     return torch.cat(masks, dim=0)
-
-
-def _cls_only_scores(
-    bank: ConceptBank,
-    embeddings: Float[Tensor, "layers n d_model"],
-    layers: list[int],
-    normalizer: Normalizer,
-) -> TokenScores:
-    """TokenScores holding only sample-level scores (every sample owns zero tokens)."""
-    cls = torch.stack(
-        [bank.score(embeddings[i], layer, normalizer) for i, layer in enumerate(layers)]
-    )
-    n = embeddings.shape[1]
-    return TokenScores(
-        layers=list(layers),
-        concepts=list(bank.names),
-        tokens=torch.zeros(len(layers), 0, bank.n_concepts, dtype=cls.dtype),
-        offsets=torch.zeros(n + 1, dtype=torch.long),
-        cls=cls,
-    )
 
 
 def prepare(config: RunConfig) -> tuple[ConceptLens, TextDataset, list[int], list[Tensor]]:
@@ -190,24 +163,28 @@ def run_experiment(config: RunConfig) -> Experiment:
     for kind in config.concepts:
         log.info("fitting %s concepts", kind)
         banks[kind] = fit_concepts(kind, sample, normalizer, names, seed=config.seed)
-        cls_est = make_estimator(kind, seed=config.seed)
+        # CLS-level concepts of the same kind. Clusters: as many as at token level,
+        # so one TokenScores carries both (the detector matches columns either way).
+        params = {"n_clusters": banks[kind].n_concepts} if kind in ("kmeans", "klinsep") else {}
+        cls_est = make_estimator(kind, seed=config.seed, **params)
         cls_banks[kind] = cls_est.fit_cls(train_emb, train_labels, layers, normalizer, names).bank_
     t_concepts = time.perf_counter() - t0
 
-    # Pass 2: CAL and TEST -> token scores of every bank + sample embeddings.
+    # Pass 2: CAL and TEST -> token scores and CLS-level scores of every bank.
     t0 = time.perf_counter()
     eval_rows = np.concatenate([idx["cal"], idx["test"]])
     eval_texts = [ds.texts[i] for i in eval_rows]
-    sinks = {kind: ProjectionSink(bank, normalizer=normalizer) for kind, bank in banks.items()}
-    eval_cls = SampleEmbeddingSink()
+    sinks = {
+        kind: ProjectionSink(bank, normalizer=normalizer, cls_bank=cls_banks[kind])
+        for kind, bank in banks.items()
+    }
     lens.stream(
         eval_texts,
-        [*sinks.values(), eval_cls],
+        list(sinks.values()),
         layers=layers,
         batch_size=config.batch_size,
         progress=config.progress,
     )
-    eval_emb = eval_cls.result()
     t_embed_eval = time.perf_counter() - t0
 
     n_cal = len(idx["cal"])
@@ -218,12 +195,10 @@ def run_experiment(config: RunConfig) -> Experiment:
     per_split: dict[str, dict[str, SplitScores]] = {"cal": {}, "test": {}}
     for kind, sink in sinks.items():
         all_scores = sink.result()
-        all_cls = _cls_only_scores(cls_banks[kind], eval_emb, layers, normalizer)
         for split, pos in split_pos.items():
             rows = idx[split]
             per_split[split][kind] = SplitScores(
                 scores=all_scores.select_samples(pos),
-                cls=all_cls.select_samples(pos),
                 labels=labels_all[rows],
                 masks=_stack_masks([masks[i] for i in rows], n_concepts),
             )
@@ -255,33 +230,20 @@ def run_experiment(config: RunConfig) -> Experiment:
     return exp
 
 
-def _make_detector(method: str, unsupervised: bool, seed: int) -> object:
-    if method == "superact":
-        return SuperActivatorDetector(match_columns=unsupervised)
-    if method == "superact_fixed":
-        return FixedNDetector(match_columns=unsupervised)
-    return AggregatorDetector(method=method, seed=seed, match_columns=unsupervised)
-
-
 def calibrate_and_evaluate(exp: Experiment, kind: str) -> None:
-    """Fit every detector on CAL for one concept type; predict TEST; store metrics."""
+    """Fit every detector on CAL for one concept type and keep its TEST predictions.
+
+    Unsupervised banks (clusters) are matched to ground-truth concepts by CAL F1
+    inside each detector (``match_columns``).
+    """
     cal, test = exp.cal[kind], exp.test[kind]
-    unsupervised = bool(exp.banks[kind].metadata.get("unsupervised", False))
-    seed = exp.config.seed
-    detectors: dict[str, object] = {}
-    predictions: dict[str, Tensor] = {}
-    for method in METHODS:
-        det = _make_detector(method, unsupervised, seed)
-        if method == "superact":
-            det.fit(cal.scores, cal.labels, cal.masks)  # type: ignore[attr-defined]
-            pred = det.predict(test.scores)  # type: ignore[attr-defined]
-        elif method == "cls":
-            det.fit(cal.cls, cal.labels)  # type: ignore[attr-defined]
-            pred = det.predict(test.cls)  # type: ignore[attr-defined]
-        else:
-            det.fit(cal.scores, cal.labels)  # type: ignore[attr-defined]
-            pred = det.predict(test.scores)  # type: ignore[attr-defined]
-        detectors[method] = det
-        predictions[method] = pred
-    exp.detectors[kind] = detectors
-    exp.predictions[kind] = predictions
+    detectors = fit_detectors(
+        cal.scores,
+        cal.labels,
+        cal.masks,
+        methods=METHODS,
+        seed=exp.config.seed,
+        match_columns=bool(exp.banks[kind].metadata.get("unsupervised", False)),
+    )
+    exp.detectors[kind] = dict(detectors)
+    exp.predictions[kind] = {m: det.predict(test.scores) for m, det in detectors.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from superact_lens.analysis import separability, separability_summary
-from superact_lens.detection import detection_report
+from superact_lens.detection import METHODS, detection_report
 
 if TYPE_CHECKING:
     from superact_lens.pipeline import Experiment
@@ -17,10 +17,9 @@ __all__ = ["build_results", "method_result", "separability_result"]
 def method_result(exp: Experiment, kind: str, method: str) -> dict:
     """weighted F1 with its bootstrap CI and the per-concept figures of one method on TEST."""
     test = exp.test[kind]
-    scores = test.cls if method == "cls" else test.scores
     return detection_report(
         exp.detectors[kind][method],
-        scores,
+        test.scores,
         test.labels,
         list(exp.dataset.concepts),
         n_resamples=exp.config.n_bootstrap,
@@ -44,8 +43,6 @@ def separability_result(exp: Experiment, kind: str) -> dict:
 def build_results(exp: Experiment, *, n_train: int, token_sample: TokenSample) -> dict:
     """The results.json dictionary (INTERFACES §3 keys plus a few extras)."""
     ds = exp.dataset
-    from superact_lens.pipeline import METHODS
-
     results = {
         kind: {method: method_result(exp, kind, method) for method in METHODS}
         for kind in exp.config.concepts

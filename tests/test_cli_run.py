@@ -69,7 +69,7 @@ def test_report_and_figures_are_written(run_dir):
     report = (run_dir / "report.md").read_text()
     assert "| concept type | superact |" in report
     assert "Does the paper's claim hold" in report
-    for name in ("separability_linsep.png", "f1_by_depth_mean.png", "distributions.png"):
+    for name in ("linsep_separability.png", "mean_f1_by_depth.png", "linsep_distributions.png"):
         assert (run_dir / name).stat().st_size > 1000
         assert f"]({name})" in report
 

@@ -203,7 +203,8 @@ def _foreign_hooks(bridge: nn.Module) -> list[str]:
 def _shadow(module: nn.Module, memo: dict[int, nn.Module]) -> nn.Module:
     """``module`` with every bridge component replaced by the module it wraps.
 
-    Shallow copies: parameters, buffers and hooks of Hugging Face modules are shared.
+    Shallow copies: parameters and buffers are shared (no copy of the weights); the
+    hooks of Hugging Face modules are kept, except those TransformerLens installed.
     """
     from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 
@@ -220,7 +221,14 @@ def _shadow(module: nn.Module, memo: dict[int, nn.Module]) -> nn.Module:
     copy._buffers = dict(module._buffers)
     for attr in _HOOK_DICTS:
         if attr in module.__dict__:
-            copy.__dict__[attr] = OrderedDict(module.__dict__[attr])
+            # Hooks TransformerLens put on Hugging Face modules feed the bridge's hook
+            # points (absent from the shadow, and hook-free when the fast path runs):
+            # drop them. Everyone else's hooks are kept and run.
+            copy.__dict__[attr] = OrderedDict(
+                (k, fn)
+                for k, fn in module.__dict__[attr].items()
+                if not (callable(fn) and _from_transformer_lens(fn))
+            )
     copy._modules = {
         name: None if child is None else _shadow(child, memo)
         for name, child in module._modules.items()
