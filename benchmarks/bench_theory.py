@@ -2,9 +2,10 @@
 
 1. Every Appendix D statement check over >= 10^4 random configurations
    (``theory.random_configs``, batches of 1000 with their own seed and token
-   count in 1..32): max violation per statement (identities: max relative
-   residual, tolerance 1e-9; inequalities: max normalised deficit, tolerance
-   64 ulp), plus how tight the noisy remainder bounds are.
+   count in 1..32): per statement the raw worst value (identities: relative
+   residual; inequalities: normalised deficit) in ``max_residual`` and the
+   part beyond tolerance (1e-9 relative; 64 ulp) in ``max_violation``, plus
+   how tight the noisy remainder bounds are.
 2. Simulator throughput: 10^4 sequences x 128 tokens x 32 layers, noiseless,
    float64; ratio against the plain softmax layer map measured in the same run.
 3. Exactness of the scalar map on an aligned TransformerLens native model.
@@ -160,9 +161,14 @@ def main(argv: list[str] | None = None) -> dict:
             print("  " + line)
         print(f"  ({time.perf_counter() - t0:.1f} s)")
 
+    tol = {name: _tolerance(name) for name in theory.CHECKS}
     out = {
-        "max_violation": checks["max_violation"],
+        # beyond tolerance (identities 1e-9 relative, inequalities 64 ulp): 0.0 = none
+        "max_violation": {k: max(0.0, v - tol[k]) for k, v in checks["max_violation"].items()},
+        # raw worst residual (identities) / deficit (inequalities), before tolerance
+        "max_residual": checks["max_violation"],
         "simulate_s": sim["simulate_s"],
+        "simulate_n_seq": n_seq,
         "native_head_max_err": native["max_abs_err"],
         "n_configs": checks["n_configs"],
         "simulate_baseline_s": sim["baseline_s"],
@@ -173,6 +179,10 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(json.dumps(out))
     return out
+
+
+def _tolerance(name: str) -> float:
+    return 1e-9 if theory.CHECKS[name] in _IDENTITIES else theory.configs.ROUNDING
 
 
 _IDENTITIES = {theory.check_d1, theory.check_d2, theory.check_d4, theory.check_d5}

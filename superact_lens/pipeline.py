@@ -54,6 +54,10 @@ class RunConfig:
     cap_in: int = 2000
     cap_neg: int = 20000
     max_length: int | None = None
+    # Token-level clusters for kmeans/klinsep. None picks k by the elbow rule, which
+    # on MiniLM's normalised tokens finds no knee (inertia falls almost linearly in
+    # log k) and returns k=2; a fixed, generous k gives the matching real candidates.
+    n_clusters: int | None = 64
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -162,10 +166,15 @@ def run_experiment(config: RunConfig) -> Experiment:
     cls_banks: dict[str, ConceptBank] = {}
     for kind in config.concepts:
         log.info("fitting %s concepts", kind)
-        banks[kind] = fit_concepts(kind, sample, normalizer, names, seed=config.seed)
+        unsupervised = kind in ("kmeans", "klinsep")
+        # The CLS level clusters train samples, so k cannot exceed their number.
+        k = None if config.n_clusters is None else min(config.n_clusters, len(idx["train"]))
+        params = {"n_clusters": k} if unsupervised else {}
+        banks[kind] = fit_concepts(kind, sample, normalizer, names, seed=config.seed, **params)
         # CLS-level concepts of the same kind. Clusters: as many as at token level,
         # so one TokenScores carries both (the detector matches columns either way).
-        params = {"n_clusters": banks[kind].n_concepts} if kind in ("kmeans", "klinsep") else {}
+        if unsupervised:
+            params = {"n_clusters": min(banks[kind].n_concepts, len(idx["train"]))}
         cls_est = make_estimator(kind, seed=config.seed, **params)
         cls_banks[kind] = cls_est.fit_cls(train_emb, train_labels, layers, normalizer, names).bank_
     t_concepts = time.perf_counter() - t0

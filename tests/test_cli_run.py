@@ -98,3 +98,18 @@ def test_parse_layers():
     assert parse_layers("all") is None
     assert parse_layers("0,25,100") == ["0%", "25%", "100%"]
     assert parse_layers("L3,50%") == [3, "50%"]
+
+
+def test_cluster_concepts_are_matched_to_ground_truth(tmp_path, minilm_folder):
+    """k-means columns are clusters; each ground-truth concept gets the best one on cal."""
+    code = main(
+        ["run", "--model", str(minilm_folder), "--dataset", "synthetic", "--out", str(tmp_path),
+         "--concepts", "kmeans", "--n-clusters", "8", "--n-bootstrap", "50", "--no-figures",
+         "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    for method, entry in res["results"]["kmeans"].items():
+        for pc in entry["per_concept"].values():
+            assert pc["column_name"].startswith("cluster_"), method
+            assert 0 <= int(pc["column_name"].split("_")[1]) < 8

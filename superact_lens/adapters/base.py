@@ -147,14 +147,19 @@ def accepted_kwargs(fn: Callable, names: list[str]) -> set[str]:
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode (no dropout) and restore each flag afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
+    """Switch off training mode (dropout) for the duration, then restore it.
+
+    Flips the flag only on modules in training mode (``model.eval()`` would walk
+    every sub-module twice, which is measurable on a TransformerBridge's ~3000).
+    """
+    training = [m for m in model.modules() if m.training]
     try:
-        model.eval()
+        for m in training:
+            m.training = False
         yield
     finally:
-        for m, flag in flags:
-            m.training = flag
+        for m in training:
+            m.training = True
 
 
 class ResidualAdapter:

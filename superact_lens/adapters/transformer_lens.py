@@ -172,19 +172,28 @@ def _from_transformer_lens(fn: Any) -> bool:
     return str(getattr(fn, "__module__", "")).startswith("transformer_lens")
 
 
-def _foreign_hooks(bridge: nn.Module) -> list[str]:
-    """Names of bridge modules (hook points, bridge components) carrying hooks not the bridge's.
+def _watched_modules(bridge: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The bridge's hook points and bridge components (where foreign hooks would sit)."""
+    from transformer_lens.hook_points import HookPoint
+    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+
+    return [
+        (name or "<bridge>", module)
+        for name, module in bridge.named_modules()
+        if isinstance(module, (HookPoint, GeneralizedComponent)) or module is bridge
+    ]
+
+
+def _foreign_hooks(watched: list[tuple[str, nn.Module]]) -> list[str]:
+    """Names of watched modules carrying hooks that are not the bridge's own.
 
     The bridge wires some hooks of its own (symbolic hook-point mirrors, lazy
     capture hooks); those are recognised by their origin. Any other hook means
     the user is looking at or editing the bridge's activations.
     """
-    from transformer_lens.hook_points import HookPoint
-    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
-
     found = []
-    for name, module in bridge.named_modules():
-        if not isinstance(module, (HookPoint, GeneralizedComponent)) and module is not bridge:
+    for name, module in watched:
+        if not (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks):
             continue
         torch_hooks = [
             fn
@@ -192,11 +201,9 @@ def _foreign_hooks(bridge: nn.Module) -> list[str]:
             for fn in getattr(module, attr).values()
         ]
         foreign = any(not _from_transformer_lens(fn) for fn in torch_hooks)
-        if isinstance(module, HookPoint):
-            handles = list(module.fwd_hooks) + list(module.bwd_hooks)
-            foreign = foreign or any(not _is_internal(h) for h in handles)
-        if foreign:
-            found.append(name or "<bridge>")
+        handles = list(getattr(module, "fwd_hooks", [])) + list(getattr(module, "bwd_hooks", []))
+        if foreign or any(not _is_internal(h) for h in handles):
+            found.append(name)
     return found
 
 
@@ -244,6 +251,7 @@ class BridgeAdapter(HookPointAdapter):
     def __init__(self, model: nn.Module, tokenizer: Any = None, fast_path: bool = True) -> None:
         super().__init__(model, tokenizer)
         self.fast_path = fast_path
+        self._watched = _watched_modules(model)
 
     def fast_path_blocker(self) -> str | None:
         """Why the fast path cannot run now (None when it can)."""
@@ -256,7 +264,7 @@ class BridgeAdapter(HookPointAdapter):
         blocks = getattr(self.model, "blocks", None)
         if blocks is None or len(blocks) != self.n_blocks:
             return "the bridge has no blocks list"
-        foreign = _foreign_hooks(self.model)
+        foreign = _foreign_hooks(self._watched)
         if foreign:
             return f"hooks are attached to {foreign[:3]}"
         return None
@@ -275,6 +283,11 @@ class BridgeAdapter(HookPointAdapter):
         original: nn.Module = self.model.original_model  # type: ignore[assignment]
         runner = _shadow(original, memo)
         blocks = [memo[id(b)] for b in self.model.blocks]  # type: ignore[union-attr]
+        base = getattr(runner, "base_model", None)
+        if isinstance(base, nn.Module) and base is not runner:
+            inside = {id(m) for m in base.modules()}
+            if all(id(b) in inside for b in blocks):
+                runner = base  # the encoder alone: same call path as a bare HF forward
         names = ["input_ids", "attention_mask", "token_type_ids", "output_attentions"]
         accepted = accepted_kwargs(runner.forward, names)
         kwargs: dict[str, Any] = {k: v for k, v in inputs.items() if k in accepted}

@@ -60,6 +60,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="percents through the model, e.g. 0,25,50,75,100 (or L<i> for an index); "
         "default: every layer",
     )
+    p.add_argument(
+        "--n-clusters",
+        default="64",
+        help="clusters for kmeans/klinsep concepts ('elbow' to choose k by the elbow rule)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
@@ -70,6 +75,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+
+
+def _parse_clusters(text: str) -> int | None:
+    if text.strip().lower() == "elbow":
+        return None
+    if not text.strip().isdigit() or int(text) < 2:
+        raise ValueError(f"--n-clusters must be an integer >= 2 or 'elbow', got {text!r}")
+    return int(text)
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -97,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         n_bootstrap=args.n_bootstrap,
+        n_clusters=_parse_clusters(args.n_clusters),
         max_length=args.max_length,
         progress=not args.quiet,
     )
