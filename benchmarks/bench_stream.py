@@ -213,6 +213,9 @@ def main() -> None:
         "hidden_states_vs_bare": ratio["hidden_states_then_project"],
         "peak_mem_vs_cache": peak["stream_bridge"] / peak["cache_then_project"],
         "peak_mem_vs_cache_hf": peak["stream_hf"] / peak["cache_then_project"],
+        # the same, counting only memory above what the bare forward itself needs
+        "extra_mem_vs_cache": (peak["stream_bridge"] - peak["bare_hf"])
+        / (peak["cache_then_project"] - peak["bare_hf"]),
         "max_abs_err_vs_cache": max_err,
         "wall_s": {k: round(v, 4) for k, v in wall.items()},
         "peak_mb": {k: round(v / mb, 1) for k, v in peak.items()},
