@@ -14,11 +14,12 @@ from superact_lens.detection import (
     bootstrap_weighted_f1,
     detection_metrics,
 )
-from superact_lens.lens import ConceptLens
+from superact_lens.lens import ConceptLens, TokenBatch
 from superact_lens.normalization import Normalizer
 from superact_lens.pipeline import Experiment, RunConfig, run_experiment
 from superact_lens.scores import TokenScores
 from superact_lens.sinks import NormStatsSink, ProjectionSink, SampleEmbeddingSink, TokenCollector
+from superact_lens.sinks.token_sample import TokenSample
 
 __version__ = "0.1.0"
 
@@ -35,7 +36,9 @@ __all__ = [
     "SampleEmbeddingSink",
     "SuperActivatorDetector",
     "TextDataset",
+    "TokenBatch",
     "TokenCollector",
+    "TokenSample",
     "TokenScores",
     "bootstrap_weighted_f1",
     "detection_metrics",

@@ -8,7 +8,6 @@ import pytest
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_theory.ipynb"
 
 
-@pytest.mark.slow
 @pytest.mark.model
 def test_theory_notebook_executes(tmp_path):
     nbformat = pytest.importorskip("nbformat")
