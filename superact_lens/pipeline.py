@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from superact_lens.normalization import Normalizer
 from superact_lens.results import build_results
 from superact_lens.scores import TokenScores
 from superact_lens.sinks import NormStatsSink, ProjectionSink, SampleEmbeddingSink, TokenCollector
+from superact_lens.sinks.token_sample import TokenSample
 
 __all__ = ["RunConfig", "Experiment", "run_experiment", "METHODS", "CONCEPT_KINDS"]
 
@@ -99,6 +100,7 @@ class Experiment:
     predictions: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     results: dict = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def tokens_of(self, row: int) -> list[str]:
         """The content tokens of dataset row ``row`` as strings (TokenScores order)."""
@@ -111,6 +113,28 @@ def _stack_masks(masks: list[Tensor], n_concepts: int) -> Bool[Tensor, "n_tokens
     if not masks:
         return torch.zeros(0, n_concepts, dtype=torch.bool)
     return torch.cat(masks, dim=0)
+
+
+def _spanless_fallback(sample: TokenSample, names: list[str]) -> tuple[TokenSample, list[str]]:
+    """Concepts labelled present but never located (no span in any train sample)
+    have no in-concept tokens to learn from. Rather than fail, learn them from
+    every token of their positive samples (sample-level supervision), and say so."""
+    has_tokens = sample.token_concepts.any(0)
+    has_samples = sample.sample_labels.any(0)
+    weak = [c for c in range(len(names)) if has_samples[c] and not has_tokens[c]]
+    if not weak:
+        return sample, []
+    token_concepts = sample.token_concepts.clone()
+    token_concepts[:, weak] = sample.sample_labels[:, weak]
+    notes = [
+        f"concept {names[c]!r} has no span in the train split: its token-level concepts were "
+        "learned from all tokens of its positive samples, and its SuperActivator threshold "
+        "falls back to max-token calibration where cal has no span either"
+        for c in weak
+    ]
+    for note in notes:
+        log.warning(note)
+    return replace(sample, token_concepts=token_concepts), notes
 
 
 def prepare(config: RunConfig) -> tuple[ConceptLens, TextDataset, list[int], list[Tensor]]:
@@ -156,7 +180,7 @@ def run_experiment(config: RunConfig) -> Experiment:
         progress=config.progress,
     )
     normalizer = stats.result()
-    sample = collector.result()
+    sample, notes = _spanless_fallback(collector.result(), names)
     train_emb = train_cls.result()
     t_embed_train = time.perf_counter() - t0
 
@@ -222,6 +246,7 @@ def run_experiment(config: RunConfig) -> Experiment:
         cls_banks=cls_banks,
         cal=per_split["cal"],
         test=per_split["test"],
+        notes=notes,
     )
 
     t0 = time.perf_counter()

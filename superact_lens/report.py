@@ -117,6 +117,7 @@ def render_report(results: dict, figures: Sequence[str] = (), command: str | Non
     ]
     if command:
         out.append(f"- command: `{command}`")
+    out += [f"- **note**: {note}" for note in results.get("notes", [])]
     out += [
         "",
         "## Frequency-weighted F1 on test (95% bootstrap CI)",

@@ -59,6 +59,7 @@ def build_results(exp: Experiment, *, n_train: int, token_sample: TokenSample) -
         "concepts": list(ds.concepts),
         "results": results,
         "separability": {kind: separability_result(exp, kind) for kind in exp.config.concepts},
+        "notes": list(exp.notes),
         "timing_s": {k: round(v, 3) for k, v in exp.timing.items()},
         "config": {
             "seed": exp.config.seed,

@@ -113,3 +113,22 @@ def test_cluster_concepts_are_matched_to_ground_truth(tmp_path, minilm_folder):
         for pc in entry["per_concept"].values():
             assert pc["column_name"].startswith("cluster_"), method
             assert 0 <= int(pc["column_name"].split("_")[1]) < 8
+
+
+def test_concept_without_spans_is_learned_from_sample_labels(tmp_path, minilm_folder):
+    """A concept labelled present but never located must not stop the run."""
+    import re
+
+    data = tmp_path / "data"
+    write_dataset_folder(make_synthetic_dataset(n=60, seed=1), data)
+    for f in (data / "paragraphs").glob("*.txt"):
+        f.write_text(re.sub(r"</?metal>", "", f.read_text()))
+    out = tmp_path / "out"
+    argv = ["run", "--model", str(minilm_folder), "--dataset", str(data), "--out", str(out),
+            "--concepts", "linsep", "--n-bootstrap", "50", "--no-figures", "--quiet"]  # fmt: skip
+    with pytest.warns(UserWarning, match="no in-concept cal tokens"):
+        assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert any("'metal'" in note for note in res["notes"])
+    assert res["results"]["linsep"]["superact"]["per_concept"]["metal"]["sparsity"] is None
+    assert "no span in the train split" in (out / "report.md").read_text()
