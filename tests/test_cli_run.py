@@ -93,6 +93,18 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, argv, message):
     assert len(err) == 1 and err[0].startswith("superact: error:") and message in err[0]
 
 
+def test_malformed_folder_is_reported_on_one_line(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_dataset_folder(make_synthetic_dataset(n=60, seed=1), data)
+    (data / "paragraphs" / "00003.txt").unlink()
+    meta = data / "metadata.csv"
+    meta.write_text(meta.read_text().replace("00005.txt,train", "00005.txt,trian"))
+    assert main(["run", "--dataset", str(data), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "00003.txt" in err[0] and "file not found" in err[0] and "'trian'" in err[0]
+
+
 def test_parse_layers():
     assert parse_layers(None) is None
     assert parse_layers("all") is None

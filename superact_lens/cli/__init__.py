@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, OSError) as err:
-        print(f"superact: error: {err}", file=sys.stderr)
+        message = str(err)
+        if args.command == "run":  # INTERFACES §2: one line, whatever the error lists
+            message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+        print(f"superact: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("superact: interrupted", file=sys.stderr)
