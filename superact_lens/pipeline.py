@@ -40,6 +40,20 @@ log = logging.getLogger(__name__)
 CONCEPT_KINDS = ("linsep", "mean", "kmeans", "klinsep")
 
 
+def _check_device(device: str) -> None:
+    """Fail early, with the argument's name, on a device this machine does not have."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(
+            f"--device: {device!r} is not a torch device (cpu, cuda, cuda:1, mps)"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available on this machine")
+
+
 @dataclass
 class RunConfig:
     """Everything ``superact run`` takes. Layers may be indices or percents ("50%")."""
@@ -70,6 +84,7 @@ class RunConfig:
             )
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        _check_device(self.device)
         if self.n_bootstrap < 1:
             raise ValueError(f"n_bootstrap must be positive, got {self.n_bootstrap}")
 

@@ -81,6 +81,7 @@ def test_report_and_figures_are_written(run_dir):
         (["--layers", "0,abc"], "--layers"),
         (["--batch-size", "0"], "--batch-size"),
         (["--dataset", "/no/such/folder"], "/no/such/folder"),
+        (["--device", "tpu9"], "--device"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, argv, message):

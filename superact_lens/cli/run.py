@@ -99,7 +99,12 @@ def run(args: argparse.Namespace) -> int:
     from superact_lens.pipeline import RunConfig, run_experiment
     from superact_lens.report import render_report
 
-    logging.basicConfig(level=logging.WARNING, format="superact: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("superact: %(message)s"))
+    logger = logging.getLogger("superact_lens")
+    if not logger.handlers:
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
     concepts = tuple(c.strip() for c in args.concepts.split(",") if c.strip())
     config = RunConfig(
         model=args.model,
