@@ -16,13 +16,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-__all__ = ["TokenScores", "segment_ids"]
-
-
-def segment_ids(offsets: Int[Tensor, " n_plus_1"]) -> Int[Tensor, " n_tokens"]:
-    """Sample index of every token, from ``offsets`` (length n_samples + 1)."""
-    lengths = offsets[1:] - offsets[:-1]
-    return torch.repeat_interleave(torch.arange(len(lengths), device=offsets.device), lengths)
+__all__ = ["TokenScores"]
 
 
 @dataclass
@@ -93,15 +87,14 @@ class TokenScores:
         """A new TokenScores holding only the given samples, in the given order."""
         if index.dtype == torch.bool:
             index = torch.nonzero(index).flatten()
-        starts, ends = self.offsets[index], self.offsets[index + 1]
-        lengths = ends - starts
-        token_index = (
-            torch.cat([torch.arange(int(s), int(e)) for s, e in zip(starts, ends, strict=True)])
-            if len(index)
-            else torch.zeros(0, dtype=torch.long)
-        )
-        offsets = torch.zeros(len(index) + 1, dtype=torch.long)
+        index = index.to(self.offsets.device)
+        starts = self.offsets[index]
+        lengths = self.offsets[index + 1] - starts
+        offsets = torch.zeros(len(index) + 1, dtype=torch.long, device=self.offsets.device)
         offsets[1:] = torch.cumsum(lengths, 0)
+        # token j of the new layout comes from old position j - new_start + old_start
+        shift = torch.repeat_interleave(starts - offsets[:-1], lengths)
+        token_index = torch.arange(int(offsets[-1]), device=offsets.device) + shift
         return TokenScores(
             layers=list(self.layers),
             concepts=list(self.concepts),
