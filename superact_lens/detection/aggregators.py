@@ -17,7 +17,6 @@ from torch import Tensor
 from superact_lens.scores import TokenScores
 
 from .base import BaseDetector
-from .calibration import select_best
 from .segments import segment_last, segment_max, segment_mean, segment_random
 
 __all__ = ["AggregatorDetector", "AGGREGATORS", "aggregate"]
@@ -73,19 +72,7 @@ class AggregatorDetector(BaseDetector):
         n_c = labels.shape[1]
         agg = self._aggregate(cal)  # [L, n, K]
         thr, f1 = self._rowwise_best(agg.permute(2, 0, 1), labels)  # [C, K', L]
-        col_i, layer_i, _ = select_best(f1.unsqueeze(-1))
-        cs = torch.arange(n_c)
-        cols = col_i if self.match_columns else torch.zeros_like(col_i)
-        self._store_selection(
-            cal,
-            cols,
-            layer_i,
-            thr[cs, col_i, layer_i],
-            f1[cs, col_i, layer_i],
-            torch.full((n_c,), float("nan")),
-        )
-        self.cal_f1_layers_ = f1[cs, col_i]
-        self.cal_threshold_layers_ = thr[cs, col_i]
+        self._store_best_per_layer(cal, thr, f1, torch.full((n_c,), float("nan")))
         return self
 
     def layer_thresholds(self) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from superact_lens.scores import TokenScores
 
-from .calibration import best_f1_threshold_sorted, chunk_rows
+from .calibration import best_f1_threshold_sorted, chunk_rows, select_best
 
 __all__ = ["BaseDetector", "load_detector"]
 
@@ -118,6 +118,25 @@ class BaseDetector:
         self.layers_ = list(cal.layers)
         self.columns_ = list(cal.concepts)
         self.n_columns_ = n_cols
+
+    def _store_best_per_layer(
+        self,
+        cal: TokenScores,
+        thr: Float[Tensor, "C K L"],
+        f1: Float[Tensor, "C K L"],
+        n: Tensor,
+    ) -> None:
+        """Pick, per concept, the (column, layer) with the best cal F1 among
+        per-layer best-F1 thresholds; keep the per-layer F1 and thresholds at
+        that column (``cal_f1_layers_``, ``cal_threshold_layers_``, ``[C, L]``)
+        for the F1-by-depth analysis."""
+        col_i, layer_i, _ = select_best(f1.unsqueeze(-1))
+        cs = torch.arange(f1.shape[0])
+        self._store_selection(
+            cal, col_i, layer_i, thr[cs, col_i, layer_i], f1[cs, col_i, layer_i], n
+        )
+        self.cal_f1_layers_ = f1[cs, col_i]
+        self.cal_threshold_layers_ = thr[cs, col_i]
 
     def _rowwise_best(
         self, values: Float[Tensor, "K L m"], pos: Bool[Tensor, "m C"]

@@ -245,19 +245,7 @@ class FixedNDetector(BaseDetector):
             tp, pp = count_above(a.reshape(-1, n), thr[c].reshape(-1, 1), p)
             _, _, f = f1_from_counts(tp, pp, labels[:, c].sum().to(torch.float64))
             f1[c] = f.view(kk, n_layers)
-        col_i, layer_i, _ = select_best(f1.unsqueeze(-1))
-        cs = torch.arange(n_c)
-        cols = col_i if self.match_columns else torch.zeros_like(col_i)
-        self._store_selection(
-            cal,
-            cols,
-            layer_i,
-            thr[cs, col_i, layer_i],
-            f1[cs, col_i, layer_i],
-            torch.full((n_c,), self.n, dtype=torch.float64),
-        )
-        self.cal_f1_layers_ = f1[cs, col_i]  # [C, L]
-        self.cal_threshold_layers_ = thr[cs, col_i]  # [C, L]
+        self._store_best_per_layer(cal, thr, f1, torch.full((n_c,), self.n, dtype=torch.float64))
         return self
 
     def layer_thresholds(self) -> Float[Tensor, "C L"]:
