@@ -5,8 +5,8 @@ Two streaming passes over the data, never holding residuals:
 1. TRAIN split -> normalisation statistics, a bounded token sample (in-concept
    tokens and tokens of negative samples) and the sample embeddings; concepts
    of every requested type are fitted from these.
-2. CAL and TEST splits -> token scores of every concept bank plus the sample
-   embeddings (for the CLS baseline).
+2. CAL and TEST splits -> token scores of every concept bank, and the sample
+   embedding's score on the CLS-level bank of the same type (CLS baseline).
 
 Then every detector is calibrated on CAL (layer, N or threshold per concept)
 and evaluated on TEST with bootstrap confidence intervals.
@@ -112,7 +112,6 @@ class Experiment:
     cal: dict[str, SplitScores]
     test: dict[str, SplitScores]
     detectors: dict[str, dict[str, object]] = field(default_factory=dict)
-    predictions: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     results: dict = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -240,15 +239,18 @@ def run_experiment(config: RunConfig) -> Experiment:
         "cal": torch.arange(0, n_cal),
         "test": torch.arange(n_cal, len(eval_rows)),
     }
+    split_labels = {split: labels_all[idx[split]] for split in split_pos}
+    split_masks = {
+        split: _stack_masks([masks[i] for i in idx[split]], n_concepts) for split in split_pos
+    }
     per_split: dict[str, dict[str, SplitScores]] = {"cal": {}, "test": {}}
     for kind, sink in sinks.items():
         all_scores = sink.result()
         for split, pos in split_pos.items():
-            rows = idx[split]
             per_split[split][kind] = SplitScores(
                 scores=all_scores.select_samples(pos),
-                labels=labels_all[rows],
-                masks=_stack_masks([masks[i] for i in rows], n_concepts),
+                labels=split_labels[split],
+                masks=split_masks[split],
             )
 
     exp = Experiment(
@@ -266,7 +268,7 @@ def run_experiment(config: RunConfig) -> Experiment:
 
     t0 = time.perf_counter()
     for kind in config.concepts:
-        calibrate_and_evaluate(exp, kind)
+        calibrate(exp, kind)
     t_calibrate = time.perf_counter() - t0
 
     exp.timing = {
@@ -279,13 +281,13 @@ def run_experiment(config: RunConfig) -> Experiment:
     return exp
 
 
-def calibrate_and_evaluate(exp: Experiment, kind: str) -> None:
-    """Fit every detector on CAL for one concept type and keep its TEST predictions.
+def calibrate(exp: Experiment, kind: str) -> None:
+    """Fit every detector on CAL for one concept type (TEST is scored in results.py).
 
     Unsupervised banks (clusters) are matched to ground-truth concepts by CAL F1
     inside each detector (``match_columns``).
     """
-    cal, test = exp.cal[kind], exp.test[kind]
+    cal = exp.cal[kind]
     detectors = fit_detectors(
         cal.scores,
         cal.labels,
@@ -295,4 +297,3 @@ def calibrate_and_evaluate(exp: Experiment, kind: str) -> None:
         match_columns=bool(exp.banks[kind].metadata.get("unsupervised", False)),
     )
     exp.detectors[kind] = dict(detectors)
-    exp.predictions[kind] = {m: det.predict(test.scores) for m, det in detectors.items()}
