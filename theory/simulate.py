@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from theory._ckernel import compiled_trajectory
 from theory._fast import noiseless_trajectory
 
 __all__ = ["layer_update", "sample_noise", "simulate"]
@@ -118,9 +119,14 @@ def simulate(
     noiseless = delta == 0 and eta == 0
     grad = any(t.requires_grad for t in (flat, beta_t, kappa_t))
     if noiseless and dtype in (torch.float32, torch.float64) and not grad:
-        # same map, ~1e-13 relative: blocked, cache-sized kernel that skips keys with
-        # negligible attention and runs chunks on worker threads (theory/_fast.py)
-        traj = noiseless_trajectory(flat, beta_t, kappa_t, n_layers)
+        # same map, ~1e-13 relative, skipping keys with negligible attention: a compiled
+        # fused kernel on CPU float64 (theory/_ckernel.py), else blocked torch kernels
+        # on worker threads (theory/_fast.py)
+        traj = None
+        if dtype == torch.float64 and flat.device.type == "cpu":
+            traj = compiled_trajectory(flat, beta_t, kappa_t, n_layers)
+        if traj is None:
+            traj = noiseless_trajectory(flat, beta_t, kappa_t, n_layers)
         return traj.reshape(*batch, n_layers + 1, T)
     gen = torch.Generator().manual_seed(seed) if seed is not None and not noiseless else None
     a, steps = flat, [flat]
