@@ -1,4 +1,11 @@
-"""Fast noiseless trajectory kernel behind :func:`theory.simulate` (private).
+"""Pure-torch fast noiseless trajectories behind :func:`theory.simulate` (private).
+
+The path for float32 and non-CPU tensors, and for CPU float64 when the compiled
+kernel (theory/_ckernel.py, the same algorithm fused in C) cannot be built. On the
+benchmark (10^4 x 128 tokens x 32 layers, 2 cores) it takes ~3.5 s against the
+kernel's ~0.8 s: each element still makes three trips through memory (logit matmul,
+exp, reduction matmul), and two Python worker threads scale only ~1.3x because the
+GIL changes hands between hundreds of short torch calls per layer.
 
 The plain layer map builds ``[B, T, T]`` logits ``kappa a_i a_j``, runs a softmax
 (max pass, exp + sum pass, divide pass) and a matvec; for 10^4 sequences x 128

@@ -1,6 +1,8 @@
-"""The fast noiseless simulator (theory/_fast.py) against the plain softmax layer map.
+"""The fast noiseless simulator against the plain softmax layer map.
 
-The reference is ``theory.layer_update`` (softmax of the full logits + matvec), iterated.
+Every test runs twice: through the compiled kernel (theory/_ckernel.py, skipped only
+where no kernel can be built) and through the pure-torch path (theory/_fast.py). The
+reference is ``theory.layer_update`` (softmax of the full logits + matvec), iterated.
 Differences are measured relative to the row scale ``max_j |a_j|`` of the reference.
 """
 
@@ -8,7 +10,17 @@ import pytest
 import torch
 
 import theory
-from theory import _fast
+from theory import _ckernel, _fast
+
+
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def kernel(request, monkeypatch):
+    if request.param == "torch":
+        monkeypatch.setitem(_ckernel._state, "lib", None)
+        monkeypatch.setitem(_ckernel._state, "tried", True)
+    elif _ckernel.load_kernel() is None:
+        pytest.skip(_ckernel.kernel_status())
+    return request.param
 
 
 def _reference(a0, n_layers, beta, kappa):
@@ -119,6 +131,7 @@ def test_chunks_threads_and_serial_agree(monkeypatch):
     gen = torch.Generator().manual_seed(5)
     a, beta, kappa = _batch(100, 64, gen)
     monkeypatch.setattr(_fast, "_CHUNK", 16)  # several work items -> worker threads
+    monkeypatch.setattr(_ckernel, "_CHUNKS_PER_WORKER", 7)
     threads = torch.get_num_threads()
     many = theory.simulate(a, 10, beta=beta, kappa=kappa)
     assert torch.get_num_threads() == threads  # restored
