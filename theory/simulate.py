@@ -127,14 +127,31 @@ def simulate(
             traj = compiled_trajectory(flat, beta_t, kappa_t, n_layers)
         if traj is None:
             traj = noiseless_trajectory(flat, beta_t, kappa_t, n_layers)
-        return traj.reshape(*batch, n_layers + 1, T)
-    gen = torch.Generator().manual_seed(seed) if seed is not None and not noiseless else None
-    a, steps = flat, [flat]
-    for _ in range(n_layers):
-        if noiseless:
-            a = layer_update(a, beta=beta_t, kappa=kappa_t)
-        else:
-            eps, eta_vec = sample_noise(a, float(delta), float(eta), noise=noise, generator=gen)
-            a = layer_update(a, beta=beta_t, kappa=kappa_t, eps=eps, eta=eta_vec)
-        steps.append(a)
-    return torch.stack(steps, dim=-2).reshape(*batch, n_layers + 1, T)
+    else:
+        gen = torch.Generator().manual_seed(seed) if seed is not None and not noiseless else None
+        a, steps = flat, [flat]
+        for _ in range(n_layers):
+            if noiseless:
+                a = layer_update(a, beta=beta_t, kappa=kappa_t)
+            else:
+                eps, eta_vec = sample_noise(a, float(delta), float(eta), noise=noise, generator=gen)
+                a = layer_update(a, beta=beta_t, kappa=kappa_t, eps=eps, eta=eta_vec)
+            steps.append(a)
+        traj = torch.stack(steps, dim=-2)
+    _check_finite(traj, dtype)
+    return traj.reshape(*batch, n_layers + 1, T)
+
+
+def _check_finite(traj: Tensor, dtype: torch.dtype) -> None:
+    """Raise if activations left the range of ``dtype`` (they grow ~(1 + beta)^layers).
+
+    A non-finite value never becomes finite again under the map, so the last layer
+    tells; the whole trajectory is scanned only to name the first bad layer.
+    """
+    if not bool(torch.isfinite(traj[:, -1].detach()).all()):
+        finite = torch.isfinite(traj.detach()).all(-1).all(0)  # [n_layers + 1]
+        layer = int((~finite).nonzero()[0])
+        raise ValueError(
+            f"n_layers: activations overflow {dtype} at layer {layer} (they grow about "
+            "(1 + |beta|) per layer); use fewer layers, a smaller beta or smaller a0"
+        )

@@ -176,3 +176,11 @@ def test_float32_and_autograd_fall_back_or_match():
     (grad,) = torch.autograd.grad(traj[:, -1].sum(), x)
     assert torch.isfinite(grad).all()
     assert _rel_diff(traj.detach(), _reference(a, 3, 0.5, 1.0)) < 1e-14
+
+
+def test_overflow_is_an_error_naming_the_layer():
+    a = torch.randn(3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match=r"overflow torch.float64 at layer \d+"):
+        theory.simulate(a, 400, beta=10.0, kappa=1.0)
+    with pytest.raises(ValueError, match="overflow"):  # the plain per-layer map too
+        theory.simulate(a, 400, beta=10.0, kappa=1.0, delta=0.1, seed=0)
