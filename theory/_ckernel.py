@@ -32,11 +32,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from theory._fast import _FLOOR, _LIM  # the same key cut and exp clamp as the torch path
+
 __all__ = ["compiled_exp", "compiled_trajectory", "kernel_status", "load_kernel"]
 
 _SOURCE = Path(__file__).with_name("_simulate.c")
-_LIM = 45.0  # keys with logit < row max - _LIM are dropped (same cut as theory/_fast.py)
-_FLOOR = 60.0  # logits clamped here before exp
 _CHUNKS_PER_WORKER = 4  # work items per thread, for balance when a core is busy
 
 _log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import theory
+from tests.theory.test_simulate_speed_equiv import _reference
 from theory import _ckernel
 
 needs_compiler = pytest.mark.skipif(_ckernel._compiler() is None, reason="no C compiler here")
@@ -18,12 +19,6 @@ needs_compiler = pytest.mark.skipif(_ckernel._compiler() is None, reason="no C c
 
 def _fresh_state(monkeypatch):
     monkeypatch.setattr(_ckernel, "_state", {"lib": None, "tried": False, "status": ""})
-
-
-def _reference(a, n_layers, beta, kappa):
-    for _ in range(n_layers):
-        a = theory.layer_update(a, beta=beta, kappa=kappa)
-    return a
 
 
 @needs_compiler
@@ -56,7 +51,7 @@ def test_build_is_cached_and_falls_back_cleanly(tmp_path, monkeypatch):
     stamp = built.stat().st_mtime_ns
     assert _ckernel._build(cc) == built and built.stat().st_mtime_ns == stamp  # reused
     a = torch.randn(6, 9, dtype=torch.float64)
-    ref = _reference(a, 3, 0.4, 1.3)
+    ref = _reference(a, 3, 0.4, 1.3)[..., -1, :]
 
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     _fresh_state(monkeypatch)
@@ -79,7 +74,8 @@ def test_no_compiler_means_torch_path(monkeypatch):
     assert _ckernel.load_kernel() is None and "no C compiler" in _ckernel.kernel_status()
     a = torch.randn(4, 7, dtype=torch.float64)
     torch.testing.assert_close(
-        theory.simulate(a, 2, beta=0.5, kappa=2.0)[..., -1, :], _reference(a, 2, 0.5, 2.0)
+        theory.simulate(a, 2, beta=0.5, kappa=2.0)[..., -1, :],
+        _reference(a, 2, 0.5, 2.0)[..., -1, :],
     )
 
 
