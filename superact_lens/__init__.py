@@ -14,6 +14,7 @@ from superact_lens.detection import (
     bootstrap_weighted_f1,
     detection_metrics,
 )
+from superact_lens.errors import InputError, InputFileNotFoundError, InputTypeError
 from superact_lens.lens import ConceptLens, TokenBatch
 from superact_lens.normalization import Normalizer
 from superact_lens.pipeline import Experiment, RunConfig, run_experiment
@@ -29,6 +30,9 @@ __all__ = [
     "ConceptLens",
     "Experiment",
     "FixedNDetector",
+    "InputError",
+    "InputFileNotFoundError",
+    "InputTypeError",
     "NormStatsSink",
     "Normalizer",
     "ProjectionSink",

@@ -28,14 +28,15 @@ from typing import Any
 
 import torch
 from jaxtyping import Int
+from superact_lens.concepts.bank import ConceptBank
+from superact_lens.errors import InputError, InputTypeError
+from superact_lens.normalization import Normalizer
+from superact_lens.scores import TokenScores
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from superact_lens.adapters import ResidualAdapter, load_model, make_adapter
 from superact_lens.adapters.tokenize import TokenBatch, check_texts, encode
-from superact_lens.concepts.bank import ConceptBank
-from superact_lens.normalization import Normalizer
-from superact_lens.scores import TokenScores
 
 __all__ = ["ConceptLens", "TokenBatch"]
 
@@ -81,9 +82,9 @@ class ConceptLens:
         )
         if max_length is not None:
             if not isinstance(max_length, int) or max_length < 2:
-                raise ValueError(f"max_length: expected an int >= 2, got {max_length!r}")
+                raise InputError(f"max_length: expected an int >= 2, got {max_length!r}")
             if context is not None and max_length > context:
-                raise ValueError(f"max_length: {max_length} exceeds the model context ({context})")
+                raise InputError(f"max_length: {max_length} exceeds the model context ({context})")
         self.max_length = max_length if max_length is not None else context
         self._fast_tokenizer = bool(getattr(self.tokenizer, "is_fast", False))
         cls_id = getattr(self.tokenizer, "cls_token_id", None)
@@ -121,7 +122,7 @@ class ConceptLens:
             return list(range(self.n_layers))
         items = [layers] if isinstance(layers, (int, float, str)) else list(layers)
         if not items:
-            raise ValueError("layers: empty list (use None for all layers)")
+            raise InputError("layers: empty list (use None for all layers)")
         out = set()
         for item in items:
             if isinstance(item, str):
@@ -130,23 +131,23 @@ class ConceptLens:
                     try:
                         item = float(text[:-1])
                     except ValueError:
-                        raise ValueError(f"layers: cannot read percent {layers!r}") from None
+                        raise InputError(f"layers: cannot read percent {layers!r}") from None
                 else:
                     try:
                         item = int(text)
                     except ValueError:
-                        raise ValueError(
+                        raise InputError(
                             f"layers: {text!r} is neither an index nor a percent like '50%'"
                         ) from None
             if isinstance(item, bool) or not isinstance(item, (int, float)):
-                raise TypeError(f"layers: expected int, float or 'p%' string, got {item!r}")
+                raise InputTypeError(f"layers: expected int, float or 'p%' string, got {item!r}")
             if isinstance(item, float):
                 if not 0.0 <= item <= 100.0:
-                    raise ValueError(f"layers: percent {item} is outside 0..100")
+                    raise InputError(f"layers: percent {item} is outside 0..100")
                 out.add(round(item / 100 * top))
                 continue
             if not -self.n_layers <= item <= top:
-                raise ValueError(
+                raise InputError(
                     f"layers: unknown layer {item}; the model has layers 0..{top} "
                     "(use a float or 'p%' string for percent)"
                 )
@@ -168,7 +169,7 @@ class ConceptLens:
         """Character span ``[start, end)`` of each text's content tokens, in stream order."""
         texts = check_texts(texts)
         if not self._fast_tokenizer:
-            raise TypeError("tokenizer: character offsets need a fast (Rust) tokenizer")
+            raise InputTypeError("tokenizer: character offsets need a fast (Rust) tokenizer")
         out: list[Tensor] = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
@@ -195,16 +196,16 @@ class ConceptLens:
         texts = check_texts(texts)
         sinks = list(sinks)
         if not sinks:
-            raise ValueError("sinks: expected at least one sink")
+            raise InputError("sinks: expected at least one sink")
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+            raise InputError(f"batch_size: expected a positive int, got {batch_size!r}")
         streamed = self._stream_layers(sinks, layers)
         per_sink = []
         for sink in sinks:
             wanted = streamed if getattr(sink, "layers", None) is None else list(sink.layers)
             missing = sorted(set(wanted) - set(streamed))
             if missing:
-                raise ValueError(
+                raise InputError(
                     f"layers: {type(sink).__name__} needs layers {missing} that are not streamed"
                 )
             per_sink.append(wanted)

@@ -15,6 +15,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from superact_lens.errors import InputError
+
 __all__ = ["Normalizer"]
 
 
@@ -34,23 +36,23 @@ class Normalizer:
 
     def __post_init__(self) -> None:
         if self.mean.shape != self.scale.shape or self.mean.ndim != 2:
-            raise ValueError(
+            raise InputError(
                 f"mean and scale must both be [layers, d_model]; got {tuple(self.mean.shape)} "
                 f"and {tuple(self.scale.shape)}"
             )
         if self.mean.shape[0] != len(self.layers):
-            raise ValueError("mean has a different number of rows than layers")
+            raise InputError("mean has a different number of rows than layers")
         if not torch.isfinite(self.mean).all() or not torch.isfinite(self.scale).all():
-            raise ValueError("normaliser statistics contain NaN or inf")
+            raise InputError("normaliser statistics contain NaN or inf")
         if (self.scale <= 0).any():
-            raise ValueError("normaliser scale must be strictly positive")
+            raise InputError("normaliser scale must be strictly positive")
 
     def row(self, layer: int) -> int:
         """Row of ``layer`` in mean/scale; a clear error for a layer not covered."""
         try:
             return self.layers.index(layer)
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"normaliser has no statistics for layer {layer}; it covers {self.layers}"
             ) from None
 

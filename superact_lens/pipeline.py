@@ -26,6 +26,7 @@ from torch import Tensor
 from superact_lens.concepts import ConceptBank, fit_concepts, make_estimator
 from superact_lens.data import TextDataset, load_dataset, token_masks
 from superact_lens.detection import METHODS, fit_detectors
+from superact_lens.errors import InputError
 from superact_lens.lens import ConceptLens
 from superact_lens.normalization import Normalizer
 from superact_lens.results import build_results
@@ -45,13 +46,13 @@ def _check_device(device: str) -> None:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise ValueError(
+        raise InputError(
             f"--device: {device!r} is not a torch device (cpu, cuda, cuda:1, mps)"
         ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+        raise InputError(f"--device {device}: CUDA is not available on this machine")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {device}: MPS is not available on this machine")
+        raise InputError(f"--device {device}: MPS is not available on this machine")
 
 
 @dataclass
@@ -78,15 +79,15 @@ class RunConfig:
     def __post_init__(self) -> None:
         unknown = [c for c in self.concepts if c not in CONCEPT_KINDS]
         if unknown or not self.concepts:
-            raise ValueError(
+            raise InputError(
                 f"--concepts: unknown concept type(s) {unknown or self.concepts}; "
                 f"choose from {', '.join(CONCEPT_KINDS)}"
             )
         if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be a positive integer, got {self.batch_size}")
+            raise InputError(f"--batch-size must be a positive integer, got {self.batch_size}")
         _check_device(self.device)
         if self.n_bootstrap < 1:
-            raise ValueError(f"n_bootstrap must be positive, got {self.n_bootstrap}")
+            raise InputError(f"n_bootstrap must be positive, got {self.n_bootstrap}")
 
 
 @dataclass
@@ -171,7 +172,7 @@ def run_experiment(config: RunConfig) -> Experiment:
     idx = {s: np.asarray(ds.split_indices(s)) for s in ("train", "cal", "test")}
     for split, rows in idx.items():
         if len(rows) == 0:
-            raise ValueError(f"dataset {config.dataset!r} has no samples in split {split!r}")
+            raise InputError(f"dataset {config.dataset!r} has no samples in split {split!r}")
 
     # Pass 1: TRAIN -> normaliser, token sample, sample embeddings.
     t0 = time.perf_counter()

@@ -16,6 +16,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from superact_lens.errors import InputError
+
 __all__ = ["TokenScores"]
 
 
@@ -44,26 +46,26 @@ class TokenScores:
 
     def __post_init__(self) -> None:
         if self.tokens.ndim != 3:
-            raise ValueError(
+            raise InputError(
                 f"tokens must be [layers, n_tokens, concepts], got {tuple(self.tokens.shape)}"
             )
         if self.tokens.shape[0] != len(self.layers):
-            raise ValueError(
+            raise InputError(
                 f"tokens has {self.tokens.shape[0]} layers but layers lists {len(self.layers)}"
             )
         if self.tokens.shape[2] != len(self.concepts):
-            raise ValueError(
+            raise InputError(
                 f"tokens has {self.tokens.shape[2]} concept columns but concepts lists "
                 f"{len(self.concepts)}"
             )
         if self.offsets.ndim != 1 or int(self.offsets[-1]) != self.tokens.shape[1]:
-            raise ValueError("offsets must be 1-D and end at the number of tokens")
+            raise InputError("offsets must be 1-D and end at the number of tokens")
         if self.cls is not None and self.cls.shape != (
             len(self.layers),
             self.n_samples,
             len(self.concepts),
         ):
-            raise ValueError(
+            raise InputError(
                 f"cls must be [layers, n_samples, concepts], got {tuple(self.cls.shape)}"
             )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from superact_lens.errors import InputTypeError
 from torch import nn
 
 from superact_lens.adapters.base import OwnedHooks, ResidualAdapter, find_blocks
@@ -65,12 +66,12 @@ def make_adapter(
             try:
                 blocks = list(find_blocks(model))
             except TypeError:
-                raise TypeError(
+                raise InputTypeError(
                     f"model: no adapter understands a {type(model).__name__} without blocks=; "
                     "pass blocks=<list of block modules>"
                 ) from None
         return HFAdapter(model, tokenizer, blocks=blocks)
-    raise TypeError(
+    raise InputTypeError(
         "model: expected a TransformerBridge, HookedRootModule, NNsight, PreTrainedModel, "
         f"nn.Module (with blocks=) or a model name, got {type(model).__name__}"
     )

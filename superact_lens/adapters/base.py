@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from jaxtyping import Float
+from superact_lens.errors import InputTypeError
 from torch import Tensor, nn
 
 __all__ = ["EmitFn", "OwnedHooks", "ResidualAdapter", "StopForward", "find_blocks", "first_tensor"]
@@ -90,7 +91,7 @@ def first_tensor(output: Any) -> Tensor:
     hidden = getattr(output, "last_hidden_state", None)
     if isinstance(hidden, Tensor):
         return hidden
-    raise TypeError(
+    raise InputTypeError(
         f"cannot find the hidden state in a block output of type {type(output).__name__}"
     )
 
@@ -127,7 +128,7 @@ def find_blocks(model: nn.Module) -> nn.ModuleList:
             if best is None or size > best[0]:
                 best = (size, module)
     if best is None:
-        raise TypeError(
+        raise InputTypeError(
             f"model: cannot find the transformer blocks of a {type(model).__name__}; "
             "pass blocks=<list of block modules> to ConceptLens"
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from superact_lens.errors import InputError, InputTypeError
 from torch import Tensor, nn
 
 from superact_lens.adapters.base import (
@@ -80,7 +81,7 @@ def load_tokenizer_for(model: nn.Module) -> Any:
         model, "name_or_path", None
     )
     if not name:
-        raise TypeError(
+        raise InputTypeError(
             f"tokenizer: a {type(model).__name__} has no tokenizer of its own; pass tokenizer="
         )
     from transformers import AutoTokenizer
@@ -88,7 +89,7 @@ def load_tokenizer_for(model: nn.Module) -> Any:
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err:
-        raise ValueError(
+        raise InputError(
             f"tokenizer: could not load the tokenizer of {name!r} ({type(err).__name__}); "
             "pass tokenizer="
         ) from None
@@ -112,7 +113,7 @@ class HFAdapter(ResidualAdapter):
         self.model = model
         self.blocks = list(blocks) if blocks is not None else list(find_blocks(model))
         if not self.blocks or not all(isinstance(b, nn.Module) for b in self.blocks):
-            raise TypeError("blocks: expected a non-empty list of nn.Module blocks")
+            raise InputTypeError("blocks: expected a non-empty list of nn.Module blocks")
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer_for(model)
         self.n_blocks = len(self.blocks)
         config = getattr(model, "config", None)

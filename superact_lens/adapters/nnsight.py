@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from superact_lens.errors import InputTypeError
 from torch import Tensor, nn
 
 from superact_lens.adapters.base import (
@@ -73,7 +74,9 @@ class NNsightAdapter(ResidualAdapter):
         names = {id(m): n for n, m in self.model.named_modules()}
         missing = [i for i, b in enumerate(module_blocks) if id(b) not in names]
         if missing:
-            raise TypeError(f"blocks: entries {missing} are not sub-modules of the wrapped model")
+            raise InputTypeError(
+                f"blocks: entries {missing} are not sub-modules of the wrapped model"
+            )
         self._block_paths = [names[id(b)] for b in module_blocks]
         if tokenizer is None:
             tokenizer = getattr(model, "tokenizer", None) or load_tokenizer_for(self.model)
@@ -83,7 +86,7 @@ class NNsightAdapter(ResidualAdapter):
         self.max_positions = config_value(config, CONTEXT_KEYS)
         d_model = config_value(config, D_MODEL_KEYS)
         if d_model is None:
-            raise TypeError("model: cannot read d_model from the wrapped model's config")
+            raise InputTypeError("model: cannot read d_model from the wrapped model's config")
         self.d_model = d_model
 
     def _forward_layers(

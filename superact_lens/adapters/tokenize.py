@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
+from superact_lens.errors import InputError, InputTypeError
 from torch import Tensor
 
 __all__ = ["TokenBatch", "check_texts", "encode"]
@@ -76,18 +77,20 @@ class TokenBatch:
 
 def check_texts(texts: Any) -> list[str]:
     if isinstance(texts, str):
-        raise TypeError("texts: expected a list of strings, got one str (wrap it in a list)")
+        raise InputTypeError("texts: expected a list of strings, got one str (wrap it in a list)")
     try:
         texts = list(texts)  # lists, tuples, numpy arrays, pandas Series
     except TypeError:
-        raise TypeError(f"texts: expected a list of strings, got {type(texts).__name__}") from None
+        raise InputTypeError(
+            f"texts: expected a list of strings, got {type(texts).__name__}"
+        ) from None
     if len(texts) == 0:
-        raise ValueError("texts: the list is empty")
+        raise InputError("texts: the list is empty")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"texts[{i}]: expected str, got {type(text).__name__}")
+            raise InputTypeError(f"texts[{i}]: expected str, got {type(text).__name__}")
         if not text.strip():
-            raise ValueError(f"texts[{i}]: empty text (no content tokens)")
+            raise InputError(f"texts[{i}]: empty text (no content tokens)")
     return texts
 
 
@@ -111,7 +114,7 @@ def encode(
     n_content = content.sum(dim=1)
     empty = torch.nonzero(n_content == 0).flatten()
     if len(empty):
-        raise ValueError(f"texts[{sample_ids[int(empty[0])]}]: text has no content tokens")
+        raise InputError(f"texts[{sample_ids[int(empty[0])]}]: text has no content tokens")
     truncated = torch.zeros(len(texts), dtype=torch.bool)
     if max_length is not None:
         for i in torch.nonzero(attention.sum(dim=1) >= max_length).flatten().tolist():

@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from superact_lens.errors import InputTypeError
 from torch import Tensor, nn
 
 from superact_lens.adapters.base import (
@@ -78,7 +79,7 @@ class HookPointAdapter(ResidualAdapter):
         self.model = model
         self.tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
         if self.tokenizer is None:
-            raise TypeError(
+            raise InputTypeError(
                 f"tokenizer: the {type(model).__name__} has no tokenizer; pass tokenizer="
             )
         hook_dict: dict[str, Any] = model.hook_dict  # type: ignore[assignment]
@@ -99,7 +100,7 @@ class HookPointAdapter(ResidualAdapter):
             self.out_names.append(name)
             n_blocks += 1
         if self.layer0_name is None or n_blocks == 0:
-            raise TypeError(
+            raise InputTypeError(
                 f"model: the {type(model).__name__} has no residual hook points "
                 f"({_LAYER0_NAMES[0]!r}/{_BLOCK_OUT_NAMES[0]!r} or "
                 f"{_LAYER0_NAMES[1]!r}/{_BLOCK_OUT_NAMES[1]!r})"
@@ -107,7 +108,7 @@ class HookPointAdapter(ResidualAdapter):
         self.n_blocks = n_blocks
         d_model = _cfg_int(model, "d_model")
         if d_model is None:
-            raise TypeError("model: cannot read d_model from model.cfg")
+            raise InputTypeError("model: cannot read d_model from model.cfg")
         self.d_model = d_model
         self.max_positions = _cfg_int(model, "n_ctx")
         self._accepted = accepted_kwargs(model.forward, ["attention_mask", "return_type"])

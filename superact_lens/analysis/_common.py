@@ -9,6 +9,7 @@ from torch import Tensor
 
 from superact_lens.detection.base import _as_bool_2d, as_token_masks
 from superact_lens.detection.segments import segment_ids
+from superact_lens.errors import InputError, InputTypeError
 from superact_lens.scores import TokenScores
 
 
@@ -21,14 +22,14 @@ def check_inputs(
     (identity by default; a fitted detector's ``column_`` for clusters / SAE units).
     """
     if not isinstance(scores, TokenScores):
-        raise TypeError(f"scores must be a TokenScores, got {type(scores).__name__}")
+        raise InputTypeError(f"scores must be a TokenScores, got {type(scores).__name__}")
     labels = _as_bool_2d(labels, "labels", scores.n_samples, None)
     n_c = labels.shape[1]
     if token_masks is not None:
         token_masks = as_token_masks(token_masks, scores.n_tokens, n_c)
     if columns is None:
         if n_c != scores.tokens.shape[2]:
-            raise ValueError(
+            raise InputError(
                 f"labels has {n_c} concepts but scores has {scores.tokens.shape[2]} columns: "
                 "pass columns= (e.g. detector.column_) to map concepts to columns"
             )
@@ -36,7 +37,7 @@ def check_inputs(
     else:
         cols = [int(x) for x in (columns.tolist() if isinstance(columns, Tensor) else columns)]
         if len(cols) != n_c or any(not 0 <= k < scores.tokens.shape[2] for k in cols):
-            raise ValueError(f"columns must list {n_c} valid column indices, got {cols}")
+            raise InputError(f"columns must list {n_c} valid column indices, got {cols}")
     return labels, token_masks, cols
 
 
@@ -45,7 +46,7 @@ def check_with_masks(
 ) -> tuple[Tensor, Tensor, list[int]]:
     """:func:`check_inputs` for analyses that need ``token_masks`` (raises if None)."""
     if token_masks is None:
-        raise ValueError("token_masks is required ([n_tokens, C] in-concept token masks)")
+        raise InputError("token_masks is required ([n_tokens, C] in-concept token masks)")
     labels_t, masks_t, cols = check_inputs(scores, labels, token_masks, columns)
     return labels_t, cast(Tensor, masks_t), cols
 

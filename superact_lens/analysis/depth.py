@@ -12,6 +12,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from superact_lens.detection import detection_metrics
+from superact_lens.errors import InputError
 from superact_lens.scores import TokenScores
 
 __all__ = ["f1_by_depth"]
@@ -24,7 +25,7 @@ def f1_by_depth(
     {method: [L]}, "matrix": [methods, L]}`` — F1 per layer with per-layer cal
     thresholds; ``weighted`` uses test concept frequency."""
     if not detectors:
-        raise ValueError("detectors must map at least one method name to a fitted detector")
+        raise InputError("detectors must map at least one method name to a fitted detector")
     layers = None
     per, weighted = {}, {}
     for name, det in detectors.items():
@@ -32,7 +33,7 @@ def f1_by_depth(
         if layers is None:
             layers = list(det.layers_)
         elif list(det.layers_) != layers:
-            raise ValueError(f"detector {name!r} was fitted on layers {det.layers_}, not {layers}")
+            raise InputError(f"detector {name!r} was fitted on layers {det.layers_}, not {layers}")
         rows = [detection_metrics(pred[i], labels) for i in range(pred.shape[0])]
         per[name] = np.stack([r["f1"] for r in rows], axis=1)
         weighted[name] = np.array([r["weighted_f1"] for r in rows])

@@ -9,6 +9,7 @@ import numpy as np
 from jaxtyping import Bool
 from torch import Tensor
 
+from superact_lens.errors import InputError
 from superact_lens.scores import TokenScores
 
 from ._common import check_with_masks, in_out_masks
@@ -27,7 +28,7 @@ def in_out_scores(
     ``{"layers", "d_in": [L, m_in], "d_out": [L, m_out]}`` (numpy)."""
     labels, token_masks, cols = check_with_masks(scores, labels, token_masks, columns)
     if not 0 <= concept < labels.shape[1]:
-        raise ValueError(f"concept must be in [0, {labels.shape[1]}), got {concept}")
+        raise InputError(f"concept must be in [0, {labels.shape[1]}), got {concept}")
     d_in, d_out, _ = in_out_masks(scores, labels, token_masks)
     s = scores.tokens[:, :, cols[concept]]
     return {
@@ -49,7 +50,7 @@ def activation_distributions(
     edges: ``{"layers", "edges" [L, bins+1], "in_density" [L, bins],
     "out_density" [L, bins], "n_in", "n_out", "out_q99" [L]}``."""
     if int(bins) < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
+        raise InputError(f"bins must be >= 1, got {bins}")
     raw = in_out_scores(scores, labels, token_masks, concept, columns)
     d_in, d_out = raw["d_in"], raw["d_out"]
     n_layers = len(raw["layers"])

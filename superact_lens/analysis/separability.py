@@ -27,6 +27,7 @@ from torch import Tensor
 
 from superact_lens.detection.calibration import linear_quantiles
 from superact_lens.detection.segments import segment_any
+from superact_lens.errors import InputError
 from superact_lens.scores import TokenScores
 
 from ._common import check_with_masks, in_out_masks
@@ -54,7 +55,7 @@ def separability(
     """
     labels, token_masks, cols = check_with_masks(scores, labels, token_masks, columns)
     if not qs or any(not 0.0 < float(q) < 1.0 for q in qs):
-        raise ValueError(f"qs must be quantile levels in (0, 1), got {list(qs)}")
+        raise InputError(f"qs must be quantile levels in (0, 1), got {list(qs)}")
     d_in, d_out, _ = in_out_masks(scores, labels, token_masks)
     n_layers, n_c = len(scores.layers), labels.shape[1]
     qt = torch.tensor([float(q) for q in qs])

@@ -15,6 +15,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from superact_lens.detection import SuperActivatorDetector, detection_metrics
+from superact_lens.errors import InputError, InputTypeError
 from superact_lens.scores import TokenScores
 
 __all__ = ["f1_vs_n", "best_n_histogram", "best_layer_histogram"]
@@ -22,7 +23,9 @@ __all__ = ["f1_vs_n", "best_n_histogram", "best_layer_histogram"]
 
 def _check(detector: Any) -> SuperActivatorDetector:
     if not isinstance(detector, SuperActivatorDetector):
-        raise TypeError(f"detector must be a SuperActivatorDetector, got {type(detector).__name__}")
+        raise InputTypeError(
+            f"detector must be a SuperActivatorDetector, got {type(detector).__name__}"
+        )
     detector._check_fitted()
     return detector
 
@@ -49,7 +52,7 @@ def f1_vs_n(
             support = torch.as_tensor(labels).sum(0).double().numpy()
     else:
         if labels is None:
-            raise ValueError("labels is required when scores is given")
+            raise InputError("labels is required when scores is given")
         maxima = det._selected(scores)  # [n, C] at chosen layer/column
         taus = det.cal_threshold_grid_[cs, li]  # [C, N]
         f1 = np.zeros(tuple(taus.shape))

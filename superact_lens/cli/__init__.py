@@ -1,14 +1,18 @@
 """Command line: ``superact run`` and ``superact data stats``.
 
 Each sub-command lives in its own module with ``add_parser(subparsers)`` and a
-``run(args) -> int`` function. Errors from bad input are reported as one line
-on stderr with a non-zero exit code.
+``run(args) -> int`` function. Exit status: 0 on success; 2 for bad input,
+reported as one line (an :class:`~superact_lens.errors.InputError`, or
+argparse's usage + error for bad arguments); 130 on Ctrl-C; any other exception
+is a bug and keeps its traceback (Python's exit status 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from superact_lens.errors import InputError
 
 __all__ = ["main", "build_parser"]
 
@@ -32,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+    except InputError as err:
         message = str(err)
         if args.command == "run":  # INTERFACES §2: one line, whatever the error lists
             message = "; ".join(line.strip() for line in message.splitlines() if line.strip())

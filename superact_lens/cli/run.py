@@ -8,6 +8,8 @@ import logging
 import shlex
 from pathlib import Path
 
+from superact_lens.errors import InputError
+
 __all__ = ["add_parser", "run", "parse_layers"]
 
 
@@ -20,14 +22,14 @@ def parse_layers(text: str | None) -> list[int | str] | None:
     for item in text.split(","):
         item = item.strip()
         if not item:
-            raise ValueError(f"--layers: empty item in {text!r}")
+            raise InputError(f"--layers: empty item in {text!r}")
         if item[0] in "lL" and item[1:].isdigit():
             out.append(int(item[1:]))
             continue
         try:
             value = float(item.rstrip("%"))
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"--layers: {item!r} is neither a percent (0-100) nor a layer index like L3"
             ) from None
         out.append(f"{value:g}%")
@@ -81,7 +83,7 @@ def _parse_clusters(text: str) -> int | None:
     if text.strip().lower() == "elbow":
         return None
     if not text.strip().isdigit() or int(text) < 2:
-        raise ValueError(f"--n-clusters must be an integer >= 2 or 'elbow', got {text!r}")
+        raise InputError(f"--n-clusters must be an integer >= 2 or 'elbow', got {text!r}")
     return int(text)
 
 
@@ -121,8 +123,11 @@ def run(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+        raise InputError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
 
     exp = run_experiment(config)
     figures = [] if args.no_figures else save_figures(exp, out)

@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator
 from torch import Tensor
 
 from superact_lens.concepts.bank import ConceptBank
+from superact_lens.errors import InputError, InputTypeError
 from superact_lens.normalization import Normalizer
 from superact_lens.sinks.token_sample import TokenSample
 
@@ -24,16 +25,16 @@ ON_EMPTY = ("raise", "zero")
 
 def check_sample(sample: object, argname: str = "sample") -> TokenSample:
     if not isinstance(sample, TokenSample):
-        raise TypeError(f"{argname} must be a TokenSample, got {type(sample).__name__}")
+        raise InputTypeError(f"{argname} must be a TokenSample, got {type(sample).__name__}")
     if sample.embeddings.ndim != 3:
-        raise ValueError(
+        raise InputError(
             f"{argname}.embeddings must be [layers, n, d_model]; "
             f"got {tuple(sample.embeddings.shape)}"
         )
     if sample.embeddings.shape[1] == 0:
-        raise ValueError(f"{argname} holds no tokens")
+        raise InputError(f"{argname} holds no tokens")
     if not sample.embeddings.is_floating_point():
-        raise TypeError(
+        raise InputTypeError(
             f"{argname}.embeddings must be floating point, got {sample.embeddings.dtype}"
         )
     return sample
@@ -43,13 +44,15 @@ def check_normalizer(normalizer: object, sample: TokenSample) -> Normalizer | No
     if normalizer is None:
         return None
     if not isinstance(normalizer, Normalizer):
-        raise TypeError(f"normalizer must be a Normalizer or None, got {type(normalizer).__name__}")
+        raise InputTypeError(
+            f"normalizer must be a Normalizer or None, got {type(normalizer).__name__}"
+        )
     d = sample.embeddings.shape[2]
     if normalizer.mean.shape[1] != d:
-        raise ValueError(f"normalizer has d_model {normalizer.mean.shape[1]}, sample has {d}")
+        raise InputError(f"normalizer has d_model {normalizer.mean.shape[1]}, sample has {d}")
     missing = [layer for layer in sample.layers if layer not in normalizer.layers]
     if missing:
-        raise ValueError(f"normalizer has no statistics for sample layers {missing}")
+        raise InputError(f"normalizer has no statistics for sample layers {missing}")
     return normalizer
 
 
@@ -58,15 +61,15 @@ def check_names(names: Sequence[str] | None, n_concepts: int) -> list[str]:
         return [f"concept_{c}" for c in range(n_concepts)]
     names = list(names)
     if len(names) != n_concepts:
-        raise ValueError(f"names has {len(names)} entries but the sample has {n_concepts} concepts")
+        raise InputError(f"names has {len(names)} entries but the sample has {n_concepts} concepts")
     if len(set(names)) != len(names):
-        raise ValueError("names must be unique")
+        raise InputError("names must be unique")
     return names
 
 
 def check_on_empty(on_empty: str) -> None:
     if on_empty not in ON_EMPTY:
-        raise ValueError(f"on_empty must be one of {ON_EMPTY}, got {on_empty!r}")
+        raise InputError(f"on_empty must be one of {ON_EMPTY}, got {on_empty!r}")
 
 
 def normalized_layers(
@@ -89,7 +92,7 @@ def empty_concepts(
     """Names of concepts with no training examples; raise unless ``on_empty="zero"``."""
     empty = [names[c] for c in torch.nonzero(counts == 0).flatten().tolist()]
     if empty and on_empty == "raise":
-        raise ValueError(
+        raise InputError(
             f"concepts {empty} have no {what} in the training sample; collect more "
             "train data or pass on_empty='zero' to give them a zero vector"
         )
@@ -123,18 +126,18 @@ def cls_sample(
     exactly ``token_concepts = sample_labels = labels``.
     """
     if not isinstance(embeddings, Tensor) or embeddings.ndim != 3:
-        raise ValueError(
+        raise InputError(
             "cls_embeddings must be a tensor [layers, n_samples, d_model]; got "
             f"{getattr(embeddings, 'shape', type(embeddings))}"
         )
     if not isinstance(labels, Tensor) or labels.ndim != 2 or labels.shape[0] != embeddings.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"labels must be Bool[n_samples={embeddings.shape[1]}, concepts]; got "
             f"{getattr(labels, 'shape', type(labels))}"
         )
     layers = [int(layer) for layer in layers]
     if len(layers) != embeddings.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"layers lists {len(layers)} layers but cls_embeddings has {embeddings.shape[0]} rows"
         )
     labels = labels.to(device=embeddings.device, dtype=torch.bool)
@@ -168,7 +171,7 @@ class ConceptEstimator(BaseEstimator):
         normalizer = check_normalizer(normalizer, sample)
         level = getattr(self, "level", "token")
         if level not in ("token", "cls"):
-            raise ValueError(f"level must be 'token' or 'cls', got {level!r}")
+            raise InputError(f"level must be 'token' or 'cls', got {level!r}")
         self.bank_ = self._fit(sample, normalizer, names, level)
         return self
 

@@ -11,6 +11,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from superact_lens.errors import InputError
+
 
 def _sq_dist(x: Tensor, x_sq: Tensor, c: Tensor) -> Tensor:
     """Squared Euclidean distances ``[n, k]`` (clamped at 0 against round-off)."""
@@ -50,7 +52,7 @@ def kmeans(
     points farthest from their centroid. Deterministic for a given ``seed``.
     """
     if not 1 <= k <= x.shape[0]:
-        raise ValueError(f"k must be in [1, {x.shape[0]}], got {k}")
+        raise InputError(f"k must be in [1, {x.shape[0]}], got {k}")
     gen = torch.Generator().manual_seed(seed)
     x = x.float()
     x_sq = (x * x).sum(1)

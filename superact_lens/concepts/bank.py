@@ -18,6 +18,7 @@ from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from superact_lens.errors import InputError, InputFileNotFoundError
 from superact_lens.normalization import Normalizer
 
 __all__ = ["ConceptBank"]
@@ -49,27 +50,27 @@ class ConceptBank:
 
     def __post_init__(self) -> None:
         if not isinstance(self.vectors, Tensor) or self.vectors.ndim != 3:
-            raise ValueError(
+            raise InputError(
                 "vectors must be a tensor [layers, concepts, d_model]; got "
                 f"{getattr(self.vectors, 'shape', type(self.vectors))}"
             )
         n_layers, n_concepts, _ = self.vectors.shape
         if n_layers != len(self.layers):
-            raise ValueError(
+            raise InputError(
                 f"vectors has {n_layers} layer rows but layers lists {len(self.layers)}"
             )
         if n_concepts != len(self.names):
-            raise ValueError(f"vectors has {n_concepts} concepts but names lists {len(self.names)}")
+            raise InputError(f"vectors has {n_concepts} concepts but names lists {len(self.names)}")
         if self.bias is None:
             self.bias = torch.zeros(n_layers, n_concepts, dtype=self.vectors.dtype)
         if tuple(self.bias.shape) != (n_layers, n_concepts):
-            raise ValueError(f"bias must be [layers, concepts] = {(n_layers, n_concepts)}")
+            raise InputError(f"bias must be [layers, concepts] = {(n_layers, n_concepts)}")
         if not torch.isfinite(self.vectors).all():
-            raise ValueError("concept bank vectors contain NaN or inf")
+            raise InputError("concept bank vectors contain NaN or inf")
         if not torch.isfinite(self.bias).all():
-            raise ValueError("concept bank bias contains NaN or inf")
+            raise InputError("concept bank bias contains NaN or inf")
         if self.level not in ("token", "cls"):
-            raise ValueError(f"level must be 'token' or 'cls', got {self.level!r}")
+            raise InputError(f"level must be 'token' or 'cls', got {self.level!r}")
 
     @property
     def d_model(self) -> int:
@@ -83,7 +84,7 @@ class ConceptBank:
         try:
             return self.layers.index(layer)
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"concept bank has no vectors for layer {layer}; it covers {self.layers}"
             ) from None
 
@@ -111,7 +112,7 @@ class ConceptBank:
     ) -> Float[Tensor, "... concepts"]:
         """Reference (unfused) score of raw residuals at one layer: normalise, then project."""
         if resid.shape[-1] != self.d_model:
-            raise ValueError(
+            raise InputError(
                 f"residual width {resid.shape[-1]} != concept bank d_model {self.d_model}"
             )
         r = self.row(layer)
@@ -139,11 +140,11 @@ class ConceptBank:
     def concat(banks: list[ConceptBank]) -> ConceptBank:
         """Stack banks with the same layers and cosine flag along the concept axis."""
         if not banks:
-            raise ValueError("concat needs at least one bank")
+            raise InputError("concat needs at least one bank")
         first = banks[0]
         for b in banks[1:]:
             if b.layers != first.layers or b.cosine != first.cosine or b.d_model != first.d_model:
-                raise ValueError("banks to concatenate must share layers, d_model and cosine flag")
+                raise InputError("banks to concatenate must share layers, d_model and cosine flag")
         return ConceptBank(
             layers=list(first.layers),
             names=[n for b in banks for n in b.names],
@@ -179,7 +180,7 @@ class ConceptBank:
         path = Path(path)
         for name in ("bank.safetensors", "bank.json"):
             if not (path / name).is_file():
-                raise FileNotFoundError(f"concept bank folder {path} has no {name}")
+                raise InputFileNotFoundError(f"concept bank folder {path} has no {name}")
         config = json.loads((path / "bank.json").read_text())
         tensors = load_file(str(path / "bank.safetensors"))
         return cls(vectors=tensors["vectors"], bias=tensors["bias"], **config)

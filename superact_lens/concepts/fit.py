@@ -11,6 +11,7 @@ from superact_lens.concepts.kmeans import KMeansConcepts, KMeansSeparatorConcept
 from superact_lens.concepts.linsep import LinearSeparatorConcepts
 from superact_lens.concepts.mean import MeanConcepts
 from superact_lens.concepts.sae import SAEConcepts
+from superact_lens.errors import InputError, InputTypeError
 from superact_lens.normalization import Normalizer
 from superact_lens.sinks.token_sample import TokenSample
 
@@ -29,12 +30,12 @@ CONCEPT_TYPES: dict[str, type[ConceptEstimator]] = {
 def make_estimator(kind: str, seed: int = 0, **params) -> ConceptEstimator:
     """An unfitted estimator of ``kind``; ``seed`` is passed where the estimator takes one."""
     if kind not in CONCEPT_TYPES:
-        raise ValueError(f"kind must be one of {sorted(CONCEPT_TYPES)}, got {kind!r}")
+        raise InputError(f"kind must be one of {sorted(CONCEPT_TYPES)}, got {kind!r}")
     cls = CONCEPT_TYPES[kind]
     accepted = inspect.signature(cls.__init__).parameters
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise TypeError(f"{cls.__name__} got unexpected parameters {unknown}")
+        raise InputTypeError(f"{cls.__name__} got unexpected parameters {unknown}")
     if "seed" in accepted:
         params.setdefault("seed", seed)
     return cls(**params)

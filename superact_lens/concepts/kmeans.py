@@ -39,6 +39,7 @@ from superact_lens.concepts._common import (
 from superact_lens.concepts._lloyd import kmeans
 from superact_lens.concepts.bank import ConceptBank
 from superact_lens.concepts.linsep import LinearSeparatorConcepts, separators
+from superact_lens.errors import InputError
 from superact_lens.normalization import Normalizer
 from superact_lens.sinks.token_sample import TokenSample
 
@@ -53,7 +54,7 @@ def elbow_k(ks: Sequence[int], inertia: Sequence[float]) -> int:
     ``x = log2 k`` and ``inertia`` are both rescaled to [0, 1]; returns the chosen k.
     """
     if len(ks) != len(inertia) or len(ks) == 0:
-        raise ValueError("ks and inertia must be non-empty and of equal length")
+        raise InputError("ks and inertia must be non-empty and of equal length")
     if len(ks) <= 2:
         return int(ks[0])
     x = np.log2(np.asarray(ks, dtype=float))
@@ -106,11 +107,11 @@ class KMeansConcepts(ConceptEstimator):
 
     def _check_params(self, n: int) -> None:
         if self.n_clusters is not None and not 1 <= int(self.n_clusters) <= n:
-            raise ValueError(f"n_clusters must be in [1, {n} tokens], got {self.n_clusters}")
+            raise InputError(f"n_clusters must be in [1, {n} tokens], got {self.n_clusters}")
         if self.n_clusters is None and not any(2 <= k <= n for k in self.k_grid):
-            raise ValueError(f"k_grid {tuple(self.k_grid)} has no candidate in [2, {n} tokens]")
+            raise InputError(f"k_grid {tuple(self.k_grid)} has no candidate in [2, {n} tokens]")
         if self.max_tokens < 1 or self.elbow_tokens < 1:
-            raise ValueError("max_tokens and elbow_tokens must be positive")
+            raise InputError("max_tokens and elbow_tokens must be positive")
 
     def _kmeans(self, x: Tensor, k: int, n_init: int | None = None) -> tuple[Tensor, Tensor, float]:
         return kmeans(x, k, seed=self.seed, n_init=n_init or self.n_init, max_iter=self.max_iter)

@@ -29,6 +29,7 @@ from superact_lens.concepts._common import (
     unit,
 )
 from superact_lens.concepts.bank import ConceptBank
+from superact_lens.errors import InputError
 from superact_lens.normalization import Normalizer
 from superact_lens.sinks.token_sample import TokenSample
 
@@ -113,11 +114,11 @@ class LinearSeparatorConcepts(ConceptEstimator):
 
     def _check_params(self) -> None:
         if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+            raise InputError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.l2 < 0:
-            raise ValueError(f"l2 must be >= 0, got {self.l2}")
+            raise InputError(f"l2 must be >= 0, got {self.l2}")
         if not 0 <= self.val_frac < 1:
-            raise ValueError(f"val_frac must be in [0, 1), got {self.val_frac}")
+            raise InputError(f"val_frac must be in [0, 1), got {self.val_frac}")
         check_on_empty(self.on_empty)
 
     def _fit(

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from superact_lens.concepts._common import ConceptEstimator, normalizer_note
 from superact_lens.concepts.bank import ConceptBank
+from superact_lens.errors import InputError, InputFileNotFoundError
 from superact_lens.normalization import Normalizer
 from superact_lens.sinks.token_sample import TokenSample
 
@@ -46,21 +47,23 @@ def load_sae(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
     path = Path(path)
     for name in ("cfg.json", "sae_weights.safetensors"):
         if not (path / name).is_file():
-            raise FileNotFoundError(f"SAE folder {path} has no {name} (SAELens format expected)")
+            raise InputFileNotFoundError(
+                f"SAE folder {path} has no {name} (SAELens format expected)"
+            )
     cfg = json.loads((path / "cfg.json").read_text())
     weights = load_file(str(path / "sae_weights.safetensors"))
     for key in ("W_enc", "b_enc", "b_dec"):
         if key not in weights:
-            raise ValueError(f"SAE weights in {path} have no {key}")
+            raise InputError(f"SAE weights in {path} have no {key}")
     d_in, d_sae = weights["W_enc"].shape
     if cfg.get("d_in", d_in) != d_in or cfg.get("d_sae", d_sae) != d_sae:
-        raise ValueError(
+        raise InputError(
             f"SAE cfg says d_in={cfg.get('d_in')}, d_sae={cfg.get('d_sae')} but W_enc is "
             f"{tuple(weights['W_enc'].shape)}"
         )
     norm = cfg.get("normalize_activations", "none") or "none"
     if norm != "none":
-        raise ValueError(
+        raise InputError(
             f"SAE normalize_activations={norm!r} is not affine in the residual; only 'none' is "
             "supported"
         )
@@ -72,7 +75,7 @@ def sae_layer(cfg: dict) -> int:
     hook = cfg.get("hook_name") or cfg.get("metadata", {}).get("hook_name") or ""
     match = _HOOK.search(hook)
     if match is None:
-        raise ValueError(
+        raise InputError(
             f"cannot infer the residual layer from SAE hook_name {hook!r}; pass layer=..."
         )
     return int(match.group(1)) + (match.group(2) == "post")
@@ -166,13 +169,13 @@ class SAEConcepts(ConceptEstimator):
         level: str,
     ) -> ConceptBank:
         if not 0 <= self.min_fire_frac < self.max_fire_frac <= 1:
-            raise ValueError("need 0 <= min_fire_frac < max_fire_frac <= 1")
+            raise InputError("need 0 <= min_fire_frac < max_fire_frac <= 1")
         cfg, weights = load_sae(self.path)
         layer = sae_layer(cfg) if self.layer is None else int(self.layer)
         device = sample.embeddings.device
         x = sample.layer(layer).float()
         if x.shape[1] != weights["W_enc"].shape[0]:
-            raise ValueError(f"SAE d_in {weights['W_enc'].shape[0]} != sample d_model {x.shape[1]}")
+            raise InputError(f"SAE d_in {weights['W_enc'].shape[0]} != sample d_model {x.shape[1]}")
         w, b, thr = (t.to(device) for t in _affine(cfg, weights))
         _, groups = torch.unique(sample.sample_ids.to(device), return_inverse=True)
         n_groups = int(groups.max()) + 1
@@ -186,7 +189,7 @@ class SAEConcepts(ConceptEstimator):
         if self.max_units is not None and len(units) > self.max_units:
             units = units[max_act[units].argsort(descending=True)[: self.max_units]].sort().values
         if len(units) == 0:
-            raise ValueError(f"no SAE unit of {self.path} survives the filters on this sample")
+            raise InputError(f"no SAE unit of {self.path} survives the filters on this sample")
         self.units_, self.fire_frac_, self.max_act_ = units, fire_frac, max_act
         vec, bias = w[:, units].T, b[units]  # raw-space affine map, [kept, d], [kept]
         if normalizer is not None:

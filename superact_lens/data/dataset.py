@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from superact_lens.errors import InputError
+
 __all__ = ["SPLITS", "DatasetError", "TextDataset"]
 
 SPLITS: tuple[str, ...] = ("train", "cal", "test")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset folder is malformed. ``problems`` lists every reason, one per line.
 
     Each problem names where it comes from, e.g.
@@ -61,19 +63,19 @@ class TextDataset:
         self.splits = np.asarray(self.splits, dtype=str)
         n, n_concepts = len(self.texts), len(self.concepts)
         if self.labels.shape != (n, n_concepts):
-            raise ValueError(f"labels: expected shape ({n}, {n_concepts}), got {self.labels.shape}")
+            raise InputError(f"labels: expected shape ({n}, {n_concepts}), got {self.labels.shape}")
         for attr in ("spans", "paths"):
             if len(getattr(self, attr)) != n:
-                raise ValueError(f"{attr}: expected {n} entries, got {len(getattr(self, attr))}")
+                raise InputError(f"{attr}: expected {n} entries, got {len(getattr(self, attr))}")
         if self.splits.shape != (n,):
-            raise ValueError(f"splits: expected shape ({n},), got {self.splits.shape}")
+            raise InputError(f"splits: expected shape ({n},), got {self.splits.shape}")
         bad = sorted(set(self.splits.tolist()) - set(SPLITS))
         if bad:
-            raise ValueError(f"splits: unknown split name(s) {bad}; expected one of {SPLITS}")
+            raise InputError(f"splits: unknown split name(s) {bad}; expected one of {SPLITS}")
         for i, sample_spans in enumerate(self.spans):
             for start, end, c in sample_spans:
                 if not (0 <= start <= end <= len(self.texts[i]) and 0 <= c < n_concepts):
-                    raise ValueError(
+                    raise InputError(
                         f"spans[{i}]: span ({start}, {end}, {c}) outside the text "
                         f"(length {len(self.texts[i])}) or concept range ({n_concepts})"
                     )
@@ -89,7 +91,7 @@ class TextDataset:
     def split_indices(self, split: str) -> np.ndarray:
         """Indices (int array, ascending) of the samples in ``split``."""
         if split not in SPLITS:
-            raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+            raise InputError(f"split: expected one of {SPLITS}, got {split!r}")
         return np.flatnonzero(self.splits == split)
 
     def select(self, indices: np.ndarray | list[int]) -> TextDataset:

@@ -32,6 +32,7 @@ import numpy as np
 
 from superact_lens.data.dataset import SPLITS, DatasetError, TextDataset
 from superact_lens.data.tags import normalize_name, parse_tagged, render_tagged
+from superact_lens.errors import InputFileNotFoundError
 
 __all__ = ["read_dataset_folder", "stratified_split", "write_dataset_folder"]
 
@@ -74,7 +75,7 @@ class _Source:
             return (self.path / rel).read_bytes()
         key = str(PurePosixPath(rel.replace("\\", "/")))
         if key not in self._files:
-            raise FileNotFoundError(rel)
+            raise InputFileNotFoundError(rel)
         return self._files[key]
 
 

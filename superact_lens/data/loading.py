@@ -13,6 +13,7 @@ from pathlib import Path
 from superact_lens.data.dataset import TextDataset
 from superact_lens.data.folder import read_dataset_folder
 from superact_lens.data.synthetic import make_synthetic_dataset
+from superact_lens.errors import InputError
 
 __all__ = ["SHIPPED_DIR", "available_datasets", "load_dataset", "shipped_dataset_path"]
 
@@ -36,7 +37,7 @@ def shipped_dataset_path(name: str) -> Path:
         for ext in (".tar.gz", ".tgz", ".zip"):
             if (folder / f"{name}{ext}").is_file():
                 return folder / f"{name}{ext}"
-    raise ValueError(
+    raise InputError(
         f"dataset: {name!r} is neither a folder nor a shipped dataset "
         f"(shipped: {', '.join(available_datasets())})"
     )

@@ -15,6 +15,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from superact_lens.data.dataset import TextDataset
+from superact_lens.errors import InputError
 
 __all__ = ["content_offsets", "token_masks"]
 
@@ -48,7 +49,7 @@ def token_masks(
         if n_concepts is None:
             n_concepts = 1 + max((c for s in spans for _, _, c in s), default=-1)
     if len(offsets) != len(spans):
-        raise ValueError(
+        raise InputError(
             f"offsets: expected {len(spans)} samples (one per text), got {len(offsets)}"
         )
     masks = []
@@ -58,7 +59,7 @@ def token_masks(
         if sample_spans and off.shape[0]:
             sp = torch.as_tensor([list(s) for s in sample_spans], dtype=torch.long)
             if int(sp[:, 2].max()) >= n_concepts or int(sp[:, 2].min()) < 0:
-                raise ValueError(f"spans[{i}]: concept index outside 0..{n_concepts - 1}")
+                raise InputError(f"spans[{i}]: concept index outside 0..{n_concepts - 1}")
             t_start, t_end = off[:, :1], off[:, 1:]
             overlap = (t_start < sp[:, 1]) & (sp[:, 0] < t_end) & (t_start < t_end)
             overlap &= sp[:, 0] < sp[:, 1]  # zero-width spans mark nothing
@@ -81,7 +82,7 @@ def content_offsets(
         ValueError: the tokenizer gives no offsets (a slow, pure-Python tokenizer).
     """
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(
+        raise InputError(
             f"tokenizer: {type(tokenizer).__name__} is not a fast tokenizer and gives no "
             "character offsets; load it with AutoTokenizer.from_pretrained(..., use_fast=True) "
             "or pass a tokenizers-backed (PreTrainedTokenizerFast) tokenizer"
@@ -96,7 +97,7 @@ def content_offsets(
             padding=False,
         )
     except NotImplementedError as err:
-        raise ValueError(
+        raise InputError(
             f"tokenizer: {type(tokenizer).__name__} gives no offsets ({err})"
         ) from None
     out = []

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from superact_lens.data.dataset import SPLITS, TextDataset
+from superact_lens.errors import InputError
 
 __all__ = ["DEFAULT_TRIGGERS", "FILLER_WORDS", "make_synthetic_dataset"]
 
@@ -63,9 +64,9 @@ def make_synthetic_dataset(
     concepts = list(triggers)
     overlap = {w for ws in triggers.values() for w in ws} & set(FILLER_WORDS)
     if overlap:
-        raise ValueError(f"triggers: words {sorted(overlap)} are also filler words")
+        raise InputError(f"triggers: words {sorted(overlap)} are also filler words")
     if n < 2 * len(SPLITS):
-        raise ValueError(f"n: expected at least {2 * len(SPLITS)} samples, got {n}")
+        raise InputError(f"n: expected at least {2 * len(SPLITS)} samples, got {n}")
     rng = np.random.default_rng(seed)
     n_train = int(round(fractions[0] * n))
     n_cal = int(round(fractions[1] * n))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from superact_lens.errors import InputError
+
 __all__ = ["TAG_RE", "TaggedSpan", "normalize_name", "parse_tagged", "render_tagged"]
 
 TAG_RE = re.compile(r"<(/?)([A-Za-z_][A-Za-z0-9_.\- ]*)>")
@@ -93,7 +95,7 @@ def render_tagged(text: str, spans: list[tuple[int, int, str]]) -> str:
             if s2 >= e1:
                 break
             if e2 > e1:
-                raise ValueError(f"spans: ({s1}, {e1}) and ({s2}, {e2}) cross; cannot write tags")
+                raise InputError(f"spans: ({s1}, {e1}) and ({s2}, {e2}) cross; cannot write tags")
     inserts: list[tuple[int, int, int, str]] = []  # (position, kind, order, tag text)
     for rank, (start, end, tag) in enumerate(ordered):
         if start == end:

@@ -30,6 +30,7 @@ import numpy as np
 
 from superact_lens.data.dataset import SPLITS, TextDataset
 from superact_lens.data.wordnet_sentences import Sentence, extract_sentences
+from superact_lens.errors import InputError
 
 __all__ = ["DEFAULT_CONCEPTS", "BuildConfig", "build_dataset", "main"]
 
@@ -88,7 +89,7 @@ class _Pool:
             for i in self.groups.get(frozenset(sub), [])
         ]
         if not cand:
-            raise ValueError(f"no sentence fits a paragraph labelled {sorted(allowed)}")
+            raise InputError(f"no sentence fits a paragraph labelled {sorted(allowed)}")
         arr = np.asarray(cand)
         priority = used[arr] + 0.5 * ~self.familiar[arr]
         best = arr[priority == priority.min()]

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from superact_lens.errors import InputError
+
 __all__ = ["LEXNAMES", "Synset", "WordNet"]
 
 # lexnames(5WN): lexicographer file number -> supersense name
@@ -80,7 +82,7 @@ class WordNet:
             if not (folder / f).is_file()
         ]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"wordnet_dir: {folder} lacks {', '.join(missing)} "
                 "(install the Debian package wordnet-base: files in /usr/share/wordnet)"
             )

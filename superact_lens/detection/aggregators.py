@@ -14,6 +14,7 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
+from superact_lens.errors import InputError
 from superact_lens.scores import TokenScores
 
 from .base import BaseDetector
@@ -33,7 +34,7 @@ def aggregate(scores: TokenScores, method: str, seed: int = 0) -> Tensor:
     """
     if method == "cls":
         if scores.cls is None:
-            raise ValueError("method 'cls' needs scores.cls (sample-embedding scores), got None")
+            raise InputError("method 'cls' needs scores.cls (sample-embedding scores), got None")
         return scores.cls
     if method == "mean":
         return segment_mean(scores.tokens, scores.offsets, dim=1)
@@ -43,7 +44,7 @@ def aggregate(scores: TokenScores, method: str, seed: int = 0) -> Tensor:
         return segment_random(scores.tokens, scores.offsets, dim=1, seed=seed)
     if method == "max":
         return segment_max(scores.tokens, scores.offsets, dim=1)
-    raise ValueError(f"method must be one of {AGGREGATORS}, got {method!r}")
+    raise InputError(f"method must be one of {AGGREGATORS}, got {method!r}")
 
 
 class AggregatorDetector(BaseDetector):
@@ -59,7 +60,7 @@ class AggregatorDetector(BaseDetector):
 
     def __init__(self, method: str = "max", seed: int = 0, match_columns: bool = False):
         if method not in AGGREGATORS:
-            raise ValueError(f"method must be one of {AGGREGATORS}, got {method!r}")
+            raise InputError(f"method must be one of {AGGREGATORS}, got {method!r}")
         self.method = method  # type: ignore[misc]
         self.seed = int(seed)
         self.match_columns = bool(match_columns)

@@ -22,6 +22,7 @@ from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from superact_lens.errors import InputError, InputTypeError
 from superact_lens.scores import TokenScores
 
 from .calibration import best_f1_threshold_sorted, chunk_rows, select_best
@@ -36,15 +37,17 @@ def _as_bool_2d(x: Any, name: str, rows: int, cols: int | None) -> Tensor:
         try:
             x = torch.as_tensor(x)
         except Exception as exc:  # noqa: BLE001
-            raise TypeError(f"{name} must be a boolean tensor, got {type(x).__name__}") from exc
+            raise InputTypeError(
+                f"{name} must be a boolean tensor, got {type(x).__name__}"
+            ) from exc
     if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got shape {tuple(x.shape)}")
+        raise InputError(f"{name} must be 2-D, got shape {tuple(x.shape)}")
     if x.shape[0] != rows or (cols is not None and x.shape[1] != cols):
         want = f"[{rows}, {cols if cols is not None else 'C'}]"
-        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+        raise InputError(f"{name} must have shape {want}, got {tuple(x.shape)}")
     if x.dtype != torch.bool:
         if x.is_floating_point() and not torch.all((x == 0) | (x == 1)):
-            raise ValueError(f"{name} must be boolean (0/1), got non-binary values")
+            raise InputError(f"{name} must be boolean (0/1), got non-binary values")
         x = x != 0
     return x
 
@@ -82,18 +85,18 @@ class BaseDetector:
     # -------------------------------------------------------------- checking
     def _check_fit_inputs(self, cal: Any, labels: Any) -> Tensor:
         if not isinstance(cal, TokenScores):
-            raise TypeError(f"cal must be a TokenScores, got {type(cal).__name__}")
+            raise InputTypeError(f"cal must be a TokenScores, got {type(cal).__name__}")
         n_cols = cal.tokens.shape[2]
         labels = _as_bool_2d(
             labels, "labels", cal.n_samples, None if self.match_columns else n_cols
         ).to(cal.tokens.device)
         if labels.shape[1] == 0:
-            raise ValueError("labels must have at least one concept column")
+            raise InputError("labels must have at least one concept column")
         return labels
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
-            raise ValueError(f"{type(self).__name__} is not fitted: call fit() first")
+            raise InputError(f"{type(self).__name__} is not fitted: call fit() first")
 
     def _candidates(self, c: int, n_cols: int) -> list[int]:
         return list(range(n_cols)) if self.match_columns else [c]
@@ -179,15 +182,15 @@ class BaseDetector:
         index = {layer: i for i, layer in enumerate(scores.layers)}
         missing = sorted({int(x) for x in self.layer_} - set(index))
         if missing:
-            raise ValueError(f"scores lacks layers {missing} chosen on cal (has {scores.layers})")
+            raise InputError(f"scores lacks layers {missing} chosen on cal (has {scores.layers})")
         return torch.tensor([index[int(x)] for x in self.layer_], dtype=torch.long)
 
     def _selected(self, scores: TokenScores) -> Float[Tensor, "n C"]:
         self._check_fitted()
         if not isinstance(scores, TokenScores):
-            raise TypeError(f"scores must be a TokenScores, got {type(scores).__name__}")
+            raise InputTypeError(f"scores must be a TokenScores, got {type(scores).__name__}")
         if scores.tokens.shape[2] != self.n_columns_:
-            raise ValueError(
+            raise InputError(
                 f"scores has {scores.tokens.shape[2]} columns, detector was fitted on "
                 f"{self.n_columns_}"
             )
@@ -218,7 +221,7 @@ class BaseDetector:
         index = {layer: i for i, layer in enumerate(scores.layers)}
         missing = [x for x in self.layers_ if x not in index]
         if missing:
-            raise ValueError(f"scores lacks layers {missing} seen on cal (has {scores.layers})")
+            raise InputError(f"scores lacks layers {missing} seen on cal (has {scores.layers})")
         agg = self._aggregate(scores)[[index[x] for x in self.layers_]]  # [L, n, K]
         sel = agg[:, :, self.column_.to(agg.device)]  # [L, n, C]
         thr = self.layer_thresholds().to(agg.device)  # [C, L]
@@ -236,7 +239,7 @@ class BaseDetector:
             else (self.columns_ if not self.match_columns else [str(i) for i in range(n_c)])
         )
         if len(names) != n_c:
-            raise ValueError(f"concept_names must list {n_c} names, got {len(names)}")
+            raise InputError(f"concept_names must list {n_c} names, got {len(names)}")
         out = {}
         for c, name in enumerate(names):
             n = float(self.n_[c])
@@ -293,13 +296,13 @@ class BaseDetector:
         """Read a detector written by :meth:`save` (any detector class)."""
         path = Path(path)
         if not (path / "config.json").is_file():
-            raise ValueError(f"path {str(path)!r} has no config.json written by save()")
+            raise InputError(f"path {str(path)!r} has no config.json written by save()")
         config = json.loads((path / "config.json").read_text())
         klass = _REGISTRY.get(config.get("class", ""))
         if klass is None:
-            raise ValueError(f"unknown detector class {config.get('class')!r} in {path}")
+            raise InputError(f"unknown detector class {config.get('class')!r} in {path}")
         if cls is not BaseDetector and not issubclass(klass, cls):
-            raise TypeError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
+            raise InputTypeError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
         params = dict(config["params"])
         if "n_grid" in params:
             params["n_grid"] = tuple(params["n_grid"])

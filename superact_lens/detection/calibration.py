@@ -32,6 +32,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from superact_lens.errors import InputError
+
 __all__ = [
     "DEFAULT_N_GRID",
     "quantile_levels",
@@ -57,7 +59,7 @@ def quantile_levels(n_grid: Sequence[float]) -> Float[Tensor, " N"]:
     """Quantile levels ``1 - N/100`` for a sparsity grid given in percent."""
     levels = [1.0 - float(n) / 100.0 for n in n_grid]
     if not levels or any(not (0.0 <= q <= 1.0) for q in levels):
-        raise ValueError(f"n_grid must be non-empty percentages in [0, 100], got {list(n_grid)}")
+        raise InputError(f"n_grid must be non-empty percentages in [0, 100], got {list(n_grid)}")
     return torch.tensor(levels)
 
 
@@ -185,7 +187,7 @@ def count_above_native(
     n_layers, n, n_cols = sample_max.shape
     n_c, kk, _, n_tau = tau.shape
     if not match_columns and n_cols != n_c:
-        raise ValueError(f"sample_max has {n_cols} columns but tau has {n_c} concepts")
+        raise InputError(f"sample_max has {n_cols} columns but tau has {n_c} concepts")
     tau = torch.nan_to_num(tau, nan=float("inf"))
     tau_sorted, perm = tau.sort(dim=3)
     t = tau_sorted.to(sample_max.dtype)

@@ -16,6 +16,8 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
+from superact_lens.errors import InputError
+
 from .base import _as_bool_2d
 from .calibration import f1_from_counts
 
@@ -25,7 +27,7 @@ __all__ = ["detection_metrics", "bootstrap_weighted_f1", "weighted_f1", "detecti
 def _check_pair(pred: Any, labels: Any) -> tuple[Tensor, Tensor]:
     labels_t = torch.as_tensor(labels) if not isinstance(labels, Tensor) else labels
     if labels_t.ndim != 2:
-        raise ValueError(f"labels must be [n, C], got shape {tuple(labels_t.shape)}")
+        raise InputError(f"labels must be [n, C], got shape {tuple(labels_t.shape)}")
     labels_t = _as_bool_2d(labels_t, "labels", labels_t.shape[0], labels_t.shape[1])
     pred_t = _as_bool_2d(pred, "pred", labels_t.shape[0], labels_t.shape[1])
     return pred_t.cpu(), labels_t.cpu()
@@ -71,9 +73,9 @@ def bootstrap_weighted_f1(
     processed in blocks to bound memory. Deterministic given ``seed``.
     """
     if int(n_resamples) < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+        raise InputError(f"n_resamples must be >= 1, got {n_resamples}")
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise InputError(f"alpha must be in (0, 1), got {alpha}")
     pred, labels = _check_pair(pred, labels)
     n = pred.shape[0]
     if n == 0:

@@ -18,6 +18,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from superact_lens.errors import InputError, InputTypeError
+
 __all__ = [
     "segment_ids",
     "segment_max",
@@ -32,12 +34,12 @@ __all__ = [
 
 def _check(values: Tensor, offsets: Tensor, dim: int) -> int:
     if not isinstance(values, Tensor):
-        raise TypeError(f"values must be a torch.Tensor, got {type(values).__name__}")
+        raise InputTypeError(f"values must be a torch.Tensor, got {type(values).__name__}")
     if not isinstance(offsets, Tensor) or offsets.ndim != 1 or len(offsets) < 1:
-        raise ValueError("offsets must be a 1-D tensor of length n_samples + 1")
+        raise InputError("offsets must be a 1-D tensor of length n_samples + 1")
     dim = dim % values.ndim
     if int(offsets[-1]) != values.shape[dim] or int(offsets[0]) != 0:
-        raise ValueError(
+        raise InputError(
             f"offsets must start at 0 and end at values.shape[{dim}]={values.shape[dim]}, "
             f"got {int(offsets[0])}..{int(offsets[-1])}"
         )

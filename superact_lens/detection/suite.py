@@ -9,6 +9,7 @@ from typing import Any
 from jaxtyping import Bool
 from torch import Tensor
 
+from superact_lens.errors import InputError
 from superact_lens.scores import TokenScores
 
 from .aggregators import AggregatorDetector
@@ -37,7 +38,7 @@ def fit_detectors(
     when ``cal.cls`` is None."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"methods must be among {METHODS}, got unknown {unknown}")
+        raise InputError(f"methods must be among {METHODS}, got unknown {unknown}")
     out: dict[str, BaseDetector] = {}
     for m in methods:
         if m == "superact":

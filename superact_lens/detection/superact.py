@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from superact_lens.errors import InputError
 from superact_lens.scores import TokenScores
 
 from .base import BaseDetector, as_token_masks
@@ -195,7 +196,7 @@ class FixedNDetector(BaseDetector):
 
     def __init__(self, n: float = 5.0, match_columns: bool = False):
         if not (0.0 < float(n) <= 100.0):
-            raise ValueError(f"n must be a percentage in (0, 100], got {n}")
+            raise InputError(f"n must be a percentage in (0, 100], got {n}")
         self.n = float(n)
         self.match_columns = bool(match_columns)
 

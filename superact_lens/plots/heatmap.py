@@ -17,6 +17,8 @@ from matplotlib.colors import TwoSlopeNorm, to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from superact_lens.errors import InputError
+
 from ._common import finish, new_figure
 
 __all__ = ["token_heatmap_html", "token_heatmap_png"]
@@ -35,7 +37,7 @@ def _colours(scores: np.ndarray, center: float) -> list[str]:
 def _check(tokens: Sequence[str], scores: Sequence[float]) -> np.ndarray:
     arr = np.asarray(scores, dtype=float).reshape(-1)
     if len(tokens) != arr.size:
-        raise ValueError(f"scores must have one value per token ({len(tokens)}), got {arr.size}")
+        raise InputError(f"scores must have one value per token ({len(tokens)}), got {arr.size}")
     return arr
 
 

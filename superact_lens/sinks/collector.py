@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from superact_lens.errors import InputError
 from superact_lens.sinks.base import Sink
 from superact_lens.sinks.token_sample import TokenSample
 
@@ -88,21 +89,21 @@ class TokenCollector(Sink):
     ) -> None:
         labels = torch.as_tensor(np.asarray(sample_labels)).bool()
         if labels.ndim != 2:
-            raise ValueError(f"sample_labels: expected [n_samples, C], got {tuple(labels.shape)}")
+            raise InputError(f"sample_labels: expected [n_samples, C], got {tuple(labels.shape)}")
         if len(token_masks) != labels.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"token_masks: {len(token_masks)} masks for {labels.shape[0]} rows of sample_labels"
             )
         masks = [torch.as_tensor(np.asarray(m)).bool() for m in token_masks]
         for i, m in enumerate(masks):
             if m.ndim != 2 or m.shape[1] != labels.shape[1]:
-                raise ValueError(
+                raise InputError(
                     f"token_masks[{i}]: expected [n_content, {labels.shape[1]}], "
                     f"got {tuple(m.shape)}"
                 )
         for name, cap in (("cap_in", cap_in), ("cap_neg", cap_neg)):
             if not isinstance(cap, int) or cap < 1:
-                raise ValueError(f"{name}: expected a positive int, got {cap!r}")
+                raise InputError(f"{name}: expected a positive int, got {cap!r}")
         self.token_masks, self.sample_labels = masks, labels
         self.cap_in, self.cap_neg, self.seed = cap_in, cap_neg, seed
         self.layers = list(layers) if layers is not None else None
@@ -110,7 +111,7 @@ class TokenCollector(Sink):
     def begin(self, n_samples: int, layers: list[int], d_model: int) -> None:
         super().begin(n_samples, layers, d_model)
         if n_samples != len(self.token_masks):
-            raise ValueError(
+            raise InputError(
                 f"token_masks: {len(self.token_masks)} masks but {n_samples} texts are streamed"
             )
         n_concepts = self.sample_labels.shape[1]
@@ -136,7 +137,7 @@ class TokenCollector(Sink):
         lengths = batch.n_content.cpu().tolist()
         for s, n in zip(ids, lengths, strict=True):
             if self.token_masks[s].shape[0] != n:
-                raise ValueError(
+                raise InputError(
                     f"token_masks[{s}]: has {self.token_masks[s].shape[0]} rows but the text has "
                     f"{n} content tokens (build masks from lens.content_offsets)"
                 )

@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from superact_lens.errors import InputError
 from superact_lens.normalization import Normalizer
 from superact_lens.sinks.base import Sink
 
@@ -62,7 +63,7 @@ class MomentAccumulator:
     def merge(self, other: MomentAccumulator) -> MomentAccumulator:
         """A new accumulator equal to one pass over both inputs."""
         if self.mean.shape != other.mean.shape:
-            raise ValueError("other: accumulators cover different layers or widths")
+            raise InputError("other: accumulators cover different layers or widths")
         return MomentAccumulator(
             *self.combine(self.count, self.mean, self.m2, other.count, other.mean, other.m2)
         )
@@ -109,7 +110,7 @@ class NormStatsSink(Sink):
     def merge(self, other: NormStatsSink) -> NormStatsSink:
         """Combine with a sink that streamed other texts over the same layers (in place)."""
         if other.layers_ != self.layers_:
-            raise ValueError(f"other: covers layers {other.layers_}, this sink {self.layers_}")
+            raise InputError(f"other: covers layers {other.layers_}, this sink {self.layers_}")
         self.acc_ = self.acc_.merge(other.acc_)
         self._counts = [self.acc_.count] * len(self.layers_)
         return self

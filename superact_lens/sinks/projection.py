@@ -15,6 +15,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from superact_lens.concepts.bank import ConceptBank
+from superact_lens.errors import InputError, InputTypeError
 from superact_lens.normalization import Normalizer
 from superact_lens.scores import TokenScores
 from superact_lens.sinks.base import Sink
@@ -97,21 +98,25 @@ class ProjectionSink(Sink):
         layers: list[int] | None = None,
     ) -> None:
         if not isinstance(bank, ConceptBank):
-            raise TypeError(f"bank: expected a ConceptBank, got {type(bank).__name__}")
+            raise InputTypeError(f"bank: expected a ConceptBank, got {type(bank).__name__}")
         if cls_bank is not None:
             if not isinstance(cls_bank, ConceptBank):
-                raise TypeError(f"cls_bank: expected a ConceptBank, got {type(cls_bank).__name__}")
+                raise InputTypeError(
+                    f"cls_bank: expected a ConceptBank, got {type(cls_bank).__name__}"
+                )
             if cls_bank.n_concepts != bank.n_concepts:
-                raise ValueError(
+                raise InputError(
                     f"cls_bank: has {cls_bank.n_concepts} concepts, bank has {bank.n_concepts}"
                 )
         if normalizer is not None and not isinstance(normalizer, Normalizer):
-            raise TypeError(f"normalizer: expected a Normalizer, got {type(normalizer).__name__}")
+            raise InputTypeError(
+                f"normalizer: expected a Normalizer, got {type(normalizer).__name__}"
+            )
         for name, b in (("bank", bank), ("cls_bank", cls_bank)):
             if b is not None and not (
                 torch.isfinite(b.vectors).all() and torch.isfinite(b.bias).all()  # type: ignore[arg-type]
             ):
-                raise ValueError(f"{name}: vectors or bias contain NaN or inf")
+                raise InputError(f"{name}: vectors or bias contain NaN or inf")
         self.bank = bank
         self.cls_bank = cls_bank if cls_bank is not None else bank
         self.normalizer = normalizer
@@ -119,13 +124,13 @@ class ProjectionSink(Sink):
         for name, b in (("bank", self.bank), ("cls_bank", self.cls_bank)):
             missing = [layer for layer in self.layers if layer not in b.layers]
             if missing:
-                raise ValueError(
+                raise InputError(
                     f"{name}: has no vectors for layers {missing}; it covers {b.layers}"
                 )
         if normalizer is not None:
             missing = [layer for layer in self.layers if layer not in normalizer.layers]
             if missing:
-                raise ValueError(
+                raise InputError(
                     f"normalizer: has no statistics for layers {missing}; "
                     f"it covers {normalizer.layers}"
                 )
@@ -134,7 +139,7 @@ class ProjectionSink(Sink):
         super().begin(n_samples, layers, d_model)
         for name, b in (("bank", self.bank), ("cls_bank", self.cls_bank)):
             if b.d_model != d_model:
-                raise ValueError(
+                raise InputError(
                     f"{name}: concept vectors have width {b.d_model}, model d_model is {d_model}"
                 )
         self._tokens = _Projector(self.bank, self.normalizer, self.layers_)

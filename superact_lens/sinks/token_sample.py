@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from superact_lens.errors import InputError
+
 __all__ = ["TokenSample"]
 
 
@@ -28,14 +30,14 @@ class TokenSample:
     def __post_init__(self) -> None:
         n = self.embeddings.shape[1]
         if self.embeddings.shape[0] != len(self.layers):
-            raise ValueError("embeddings must have one row per layer")
+            raise InputError("embeddings must have one row per layer")
         for name in ("token_concepts", "sample_labels"):
             if getattr(self, name).shape[0] != n:
-                raise ValueError(f"{name} must have one row per collected token ({n})")
+                raise InputError(f"{name} must have one row per collected token ({n})")
         if self.token_concepts.shape != self.sample_labels.shape:
-            raise ValueError("token_concepts and sample_labels must have the same shape")
+            raise InputError("token_concepts and sample_labels must have the same shape")
         if self.sample_ids.shape != (n,):
-            raise ValueError("sample_ids must have one entry per collected token")
+            raise InputError("sample_ids must have one entry per collected token")
 
     @property
     def n_concepts(self) -> int:
@@ -45,6 +47,6 @@ class TokenSample:
         try:
             return self.embeddings[self.layers.index(layer)]
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"token sample has no layer {layer}; it covers {self.layers}"
             ) from None
