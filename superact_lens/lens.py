@@ -28,15 +28,15 @@ from typing import Any
 
 import torch
 from jaxtyping import Int
-from superact_lens.concepts.bank import ConceptBank
-from superact_lens.errors import InputError, InputTypeError
-from superact_lens.normalization import Normalizer
-from superact_lens.scores import TokenScores
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from superact_lens.adapters import ResidualAdapter, load_model, make_adapter
 from superact_lens.adapters.tokenize import TokenBatch, check_texts, encode
+from superact_lens.concepts.bank import ConceptBank
+from superact_lens.errors import InputError, InputTypeError
+from superact_lens.normalization import Normalizer
+from superact_lens.scores import TokenScores
 
 __all__ = ["ConceptLens", "TokenBatch"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from superact_lens.errors import InputTypeError
 from torch import nn
 
 from superact_lens.adapters.base import OwnedHooks, ResidualAdapter, find_blocks
@@ -27,6 +26,7 @@ from superact_lens.adapters.transformer_lens import (
     is_bridge,
     is_hooked_root,
 )
+from superact_lens.errors import InputTypeError
 
 __all__ = [
     "BridgeAdapter",

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from superact_lens.errors import InputError
 from torch import nn
+
+from superact_lens.errors import InputError
 
 __all__ = ["MINILM_NAMES", "load_model", "minilm_folder"]
 
