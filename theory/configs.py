@@ -103,11 +103,14 @@ def _draw(name: str, v: Tensor | None, shape: tuple[int, ...]) -> Tensor:
 class CheckResult:
     """Outcome of one statement check on a :class:`Config` batch.
 
-    ``values`` ``[B]``: for identities the worst relative residual per problem
-    (``tolerance`` 1e-9); for inequalities the worst normalised slack
-    ``(bound - measured) / scale`` (``>= 0`` holds; a deficit below
-    ``tolerance = ROUNDING`` is float64 rounding). ``details`` holds the
-    secondary quantities of the statement.
+    ``values`` ``[B]``: for identities (``kind="identity"``) the worst relative
+    residual per problem (``tolerance`` 1e-9); for inequalities
+    (``kind="inequality"``) the worst normalised slack ``(bound - measured) /
+    scale`` (``>= 0`` holds; a deficit below ``tolerance = ROUNDING`` is float64
+    rounding). Non-finite values: a slack of ``+inf`` means there was nothing to
+    check (e.g. no untied pair) and is skipped; any other non-finite value (a
+    residual of ``±inf`` or NaN, a slack of ``-inf`` or NaN) is an infinite
+    violation. ``details`` holds the secondary quantities of the statement.
     """
 
     statement: str
@@ -116,18 +119,29 @@ class CheckResult:
     tolerance: float
     details: dict[str, Tensor] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("identity", "inequality"):
+            raise ValueError(f"kind: expected 'identity' or 'inequality', got {self.kind!r}")
+
     @property
     def max_violation(self) -> float:
-        """Identity: max residual. Inequality: max deficit ``max(0, -slack)``."""
-        v = self.values[torch.isfinite(self.values)]
+        """Identity: max residual. Inequality: max deficit ``max(0, -slack)``.
+
+        ``inf`` when any value is a violation that cannot be measured (see the
+        class docstring); 0 when there is nothing to check.
+        """
+        v = self.values
+        if self.kind == "inequality":
+            v = -v[v != float("inf")]  # deficits; +inf slack: nothing to check
+        if not bool(torch.isfinite(v).all()):
+            return float("inf")
         if v.numel() == 0:
             return 0.0
-        return float(v.max()) if self.kind == "identity" else float((-v).clamp_min(0).max())
+        return float(v.max().clamp_min(0))
 
     @property
     def passed(self) -> bool:
-        # +inf slack means "nothing to check" (e.g. no untied pair); NaN is a failure
-        return not bool(torch.isnan(self.values).any()) and self.max_violation <= self.tolerance
+        return self.max_violation <= self.tolerance
 
 
 def sorted_pairs(a: Tensor) -> tuple[Tensor, Tensor]:

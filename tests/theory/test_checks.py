@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import theory
-from theory.configs import Config
+from theory.configs import CheckResult, Config
 
 _values = st.one_of(
     st.floats(-5, 5, allow_nan=False),
@@ -97,3 +97,45 @@ def test_config_validation_names_argument(kwargs, arg):
 def test_unknown_statement():
     with pytest.raises(ValueError, match="statements"):
         theory.run_checks(theory.random_configs(2, tokens=3), ["D.11"])
+
+
+_INF, _NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize(
+    "kind, values, violation",
+    [
+        ("inequality", [0.5, -_INF], _INF),  # bound infinitely violated
+        ("inequality", [0.5, _NAN], _INF),  # slack not measurable
+        ("inequality", [_INF, -1e-3], 1e-3),  # +inf skipped, the real deficit kept
+        ("identity", [0.0, _INF], _INF),  # residual infinitely large
+        ("identity", [0.0, -_INF], _INF),
+        ("identity", [0.0, _NAN], _INF),
+    ],
+)
+def test_non_finite_violations_fail(kind, values, violation):
+    res = CheckResult("D.x", kind, torch.tensor(values, dtype=torch.float64), 1e-9)
+    assert res.max_violation == pytest.approx(violation)
+    assert not res.passed
+
+
+@pytest.mark.parametrize("values", [[_INF, _INF], [_INF, 0.5], [_INF, 0.0]])
+def test_infinite_slack_means_nothing_to_check(values):
+    res = CheckResult("D.x", "inequality", torch.tensor(values, dtype=torch.float64), 1e-9)
+    assert res.max_violation == 0.0
+    assert res.passed
+
+
+def test_statement_check_reports_infinite_deficit(monkeypatch):
+    """A real check whose bound evaluates to -inf (D.8's off-pole bound) fails."""
+    import theory.checks_noisy as noisy
+
+    monkeypatch.setattr(noisy, "off_pole_bound", lambda a, *_: torch.full_like(a, -_INF))
+    res = noisy.check_d8(theory.random_configs(4, tokens=5))
+    assert res.max_violation == _INF
+    assert not res.passed
+
+
+def test_check_result_kind_validated():
+    with pytest.raises(ValueError, match="kind"):
+        CheckResult("D.x", "equality", torch.zeros(1), 1e-9)
