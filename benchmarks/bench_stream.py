@@ -1,24 +1,35 @@
-"""Streaming concept scores vs a bare forward and vs caching, on MiniLM.
+"""Streaming concept scores vs a bare forward, caching, and hidden states, on MiniLM.
 
 Setup: all-MiniLM-L6-v2 (eager attention), 32 texts x 128 tokens, 64 random
 unit concepts, all 7 residual layers. Compared, in one run:
 
-  (a) bare Hugging Face forward (``AutoModel``, pre-tokenised inputs, no_grad)
-  (b) ``ConceptLens.scores`` end to end (tokenisation included) via each adapter:
-      Hugging Face model, TransformerBridge (fast path), TransformerBridge forced
-      through its hook points, nnsight
-  (c) TransformerLens ``run_with_cache`` (all hook points), then projection
-  (d) Hugging Face ``output_hidden_states=True``, then projection
+  (a) ``bare_hf``: bare Hugging Face forward (``AutoModel``, pre-tokenised, no_grad)
+  (b) ``stream_*``: ``ConceptLens.scores`` end to end (tokenisation included) via
+      each adapter: Hugging Face model (``hf``), TransformerBridge fast path
+      (``bridge``), TransformerBridge through its hook points (``bridge_hooks``),
+      nnsight (``nnsight``)
+  (c) ``cache_then_project``: TransformerLens ``run_with_cache`` on every hook
+      point, then projection of the residuals
+  (d) ``cache_filtered_then_project``: ``run_with_cache(names_filter=...)`` with
+      exactly the residual hook names the lens reads, then projection (the fair
+      TransformerLens baseline)
+  (e) ``hidden_states_then_project``: Hugging Face ``output_hidden_states=True``,
+      then projection (the fair Hugging Face baseline)
 
-Wall time: ``--reps`` repetitions after one warm-up; each repetition runs
-every method once in a shuffled order. Ratios ("vs bare", and the JSON
-``*_vs_bare``) are medians of the per-repetition ratios to the bare forward
-of the same repetition (paired), so that load from other processes on the
-shared cores cancels out as far as it can; absolute medians are printed too.
+Time (benchmarks/_timing.py): one untimed warm-up of every method, then
+``--reps`` repetitions, each running every method once in a shuffled order.
+Ratios are given as the median of per-repetition (paired) ratios -- the
+``*_vs_*`` keys -- and as the ratio of minimums (``ratio_of_min``).
 
-Memory: peak bytes of live tensors allocated during one call (weights and
-inputs excluded), tracked by a ``TorchDispatchMode`` that follows every
-tensor storage an op creates until it is freed.
+Memory: peak bytes of tensor storages newly allocated during one call and
+alive together (``NewAllocationPeak``): weights, inputs and views of them
+(e.g. ``weight.t()`` in ``F.linear``) are not counted; the call's result is.
+
+Which pairs the headline keys compare (also in the JSON, ``pairs``): the
+bridge lens against the TransformerLens baselines, the HF lens against the HF
+baselines. ``max_abs_err_vs_cache`` is the largest error of any adapter's
+scores against projecting the full cache (per adapter in
+``max_abs_err_vs_cache_by_adapter``).
 
 The last line of stdout is JSON. Usage: ``python benchmarks/bench_stream.py [--quick]``.
 """
@@ -29,53 +40,46 @@ import argparse
 import json
 import os
 import random
-import statistics
 import sys
 import time
 import warnings
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from _timing import interleaved_times, peak_new_bytes, ratio, summary  # noqa: E402
 
 from superact_lens.adapters import minilm_folder  # noqa: E402
 from superact_lens.concepts.bank import ConceptBank  # noqa: E402
 from superact_lens.lens import ConceptLens  # noqa: E402
 
 N_TEXTS, N_TOKENS, N_CONCEPTS = 32, 128, 64
+ADAPTERS = ("hf", "bridge", "bridge_hooks", "nnsight")
 
-
-class PeakTensorMemory(TorchDispatchMode):
-    """Peak bytes of tensor storages created inside the context and still alive."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = self.peak = 0
-        self._sizes: dict[int, int] = {}
-
-    def _free(self, key: int) -> None:
-        self.live -= self._sizes.pop(key, 0)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and not t.is_meta:
-                storage = t.untyped_storage()
-                key, size = storage.data_ptr(), storage.nbytes()
-                if size == 0 or key in self._sizes:
-                    continue
-                self._sizes[key] = size
-                self.live += size
-                self.peak = max(self.peak, self.live)
-                weakref.finalize(storage, self._free, key)
-        return out
+# headline ratio -> (numerator, denominator); time ratios are "*_vs_*" on wall time
+TIME_PAIRS = {
+    "stream_vs_bare": ("stream_bridge", "bare_hf"),
+    "stream_vs_bare_hf": ("stream_hf", "bare_hf"),
+    "stream_vs_bare_nnsight": ("stream_nnsight", "bare_hf"),
+    "stream_vs_bare_bridge_hooks": ("stream_bridge_hooks", "bare_hf"),
+    "cache_vs_bare": ("cache_then_project", "bare_hf"),
+    "cache_filtered_vs_bare": ("cache_filtered_then_project", "bare_hf"),
+    "hidden_states_vs_bare": ("hidden_states_then_project", "bare_hf"),
+    "stream_vs_cache_filtered": ("stream_bridge", "cache_filtered_then_project"),
+    "stream_vs_hidden_states": ("stream_hf", "hidden_states_then_project"),
+}
+MEM_PAIRS = {
+    "peak_mem_vs_cache": ("stream_bridge", "cache_then_project"),
+    "peak_mem_vs_cache_hf": ("stream_hf", "cache_then_project"),
+    "peak_mem_vs_cache_filtered": ("stream_bridge", "cache_filtered_then_project"),
+    "peak_mem_vs_hidden_states": ("stream_hf", "hidden_states_then_project"),
+}
 
 
 def make_texts(tokenizer, seed: int = 0) -> list[str]:
@@ -99,53 +103,12 @@ def project_all(resids: list[torch.Tensor], bank: ConceptBank) -> torch.Tensor:
     )
 
 
-def measure(
-    methods: dict[str, Callable[[], object]], reps: int, seed: int = 0
-) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
-    """Median wall time, median per-repetition ratio to ``bare_hf``, and peak memory.
-
-    Every repetition runs each method once, in a shuffled order; ratios are taken
-    within a repetition (paired), which cancels most of the drift when other
-    processes share the cores.
-    """
-    for fn in methods.values():  # warm-up
-        fn()
-    rng = random.Random(seed)
-    times: dict[str, list[float]] = {name: [] for name in methods}
-    for _ in range(reps):
-        order = list(methods)
-        rng.shuffle(order)
-        for name in order:
-            start = time.perf_counter()
-            methods[name]()
-            times[name].append(time.perf_counter() - start)
-    ratios = {
-        name: statistics.median(t / b for t, b in zip(times[name], times["bare_hf"], strict=True))
-        for name in methods
-    }
-    peaks = {}
-    for name, fn in methods.items():
-        with PeakTensorMemory() as tracker:
-            out = fn()
-        del out
-        peaks[name] = tracker.peak
-    return {name: statistics.median(t) for name, t in times.items()}, ratios, peaks
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 repetitions (< 2 min on 2 cores)")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5 quick, 11)")
-    args = parser.parse_args()
-    reps = args.reps or (5 if args.quick else 11)
-    warnings.simplefilter("ignore")
-    torch.manual_seed(0)
-
+def build(folder: str):
+    """The models, lenses, texts, inputs, concept bank and every timed method."""
     import nnsight
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModel, AutoTokenizer
 
-    folder = str(minilm_folder())
     tokenizer = AutoTokenizer.from_pretrained(folder)
     hf = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
     bridge = TransformerBridge.boot_transformers(folder, device="cpu")
@@ -167,7 +130,11 @@ def main() -> None:
         names=[f"c{i}" for i in range(N_CONCEPTS)],
         vectors=vectors / vectors.norm(dim=-1, keepdim=True),
     )
-    resid_names = ["blocks.0.hook_in"] + [f"blocks.{i}.hook_out" for i in range(6)]
+    # exactly the hook points the bridge lens reads (hook-point path)
+    hooks_adapter = lenses["bridge_hooks"].adapter
+    resid_names = [hooks_adapter.layer0_name, *hooks_adapter.out_names]
+    if len(resid_names) != 7:
+        raise RuntimeError(f"expected 7 residual hook names, got {resid_names}")
 
     def bare():
         with torch.no_grad():
@@ -176,6 +143,17 @@ def main() -> None:
     def cache_then_project():
         with torch.no_grad():
             _, cache = bridge.run_with_cache(ids, attention_mask=mask)
+            return project_all([cache[n] for n in resid_names], bank)
+
+    def cache_filtered_then_project():
+        with torch.no_grad():
+            _, cache = bridge.run_with_cache(ids, attention_mask=mask, names_filter=resid_names)
+            # TransformerLens also files each tensor under its aliases (hook_resid_post
+            # for hook_out): the same storage, no extra memory; anything else is a bug here
+            ptrs = {cache[n].untyped_storage().data_ptr() for n in resid_names}
+            extra = [n for n in cache.keys() if cache[n].untyped_storage().data_ptr() not in ptrs]
+            if extra:
+                raise RuntimeError(f"names_filter also cached {extra}")
             return project_all([cache[n] for n in resid_names], bank)
 
     def hidden_then_project():
@@ -189,40 +167,94 @@ def main() -> None:
             texts, bank, batch_size=N_TEXTS, progress=False
         )
     methods["cache_then_project"] = cache_then_project
+    methods["cache_filtered_then_project"] = cache_filtered_then_project
     methods["hidden_states_then_project"] = hidden_then_project
+    return lenses, texts, ids, bank, methods
 
-    wall, ratio, peak = measure(methods, reps)
+
+def errors_vs_cache(lenses, texts, ids, bank, reference: torch.Tensor) -> dict[str, float]:
+    """Max |score - projected full cache| per adapter, on each lens's own tokens.
+
+    ``reference``: ``[layers, batch, pos, concepts]`` from ``cache_then_project``;
+    every lens must tokenise the texts to the same ids, or the comparison is void.
+    """
+    errs = {}
+    for name, lens in lenses.items():
+        batch = lens.tokenize(texts)
+        if not torch.equal(batch.input_ids.cpu(), ids):
+            raise RuntimeError(f"the {name} lens tokenised the texts differently")
+        scores = lens.scores(texts, bank, batch_size=N_TEXTS, progress=False)
+        content = batch.content_mask.cpu()
+        errs[name] = max(
+            float((scores.tokens[i] - reference[i][content]).abs().max()) for i in range(7)
+        )
+    return errs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="15 repetitions (~3 min on 2 cores)")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 15 quick, 31)")
+    args = parser.parse_args()
+    reps = args.reps or (15 if args.quick else 31)
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    lenses, texts, ids, bank, methods = build(str(minilm_folder()))
+
+    def progress(i: int) -> None:
+        print(f"  repetition {i + 1}/{reps}", file=sys.stderr, flush=True)
+
+    times = interleaved_times(methods, reps, on_rep=progress)
     if lenses["bridge"].adapter.path != "fast":
         raise RuntimeError("the bridge lens did not take its fast path")
+    if lenses["bridge_hooks"].adapter.path != "hook_points":
+        raise RuntimeError("the bridge_hooks lens did not take the hook-point path")
+    peak = {name: peak_new_bytes(fn) for name, fn in methods.items()}
+    errs = errors_vs_cache(lenses, texts, ids, bank, methods["cache_then_project"]())
 
-    reference = cache_then_project()  # [layers, batch, pos, concepts]
-    content = lenses["bridge"].tokenize(texts).content_mask
-    streamed = lenses["bridge"].scores(texts, bank, batch_size=N_TEXTS, progress=False)
-    max_err = max(float((streamed.tokens[i] - reference[i][content]).abs().max()) for i in range(7))
+    stats = {name: summary(t) for name, t in times.items()}
+    vs_bare = {name: ratio(times[name], times["bare_hf"]) for name in methods}
     mb = 1024**2
     print(f"MiniLM, {N_TEXTS} x {N_TOKENS} tokens, {N_CONCEPTS} concepts, 7 layers, {reps} reps")
-    print(f"{'method':30s} {'median s':>9s} {'vs bare':>8s} {'peak MB':>9s}")
+    print(
+        f"{'method':30s} {'median s':>9s} {'min s':>7s} {'vs bare':>8s} {'min/min':>8s} "
+        f"{'peak MB':>8s}"
+    )
     for name in methods:
-        print(f"{name:30s} {wall[name]:9.3f} {ratio[name]:8.2f} {peak[name] / mb:9.1f}")
-    result = {
-        "stream_vs_bare": ratio["stream_bridge"],
-        "stream_vs_bare_hf": ratio["stream_hf"],
-        "stream_vs_bare_nnsight": ratio["stream_nnsight"],
-        "stream_vs_bare_bridge_hooks": ratio["stream_bridge_hooks"],
-        "cache_vs_bare": ratio["cache_then_project"],
-        "hidden_states_vs_bare": ratio["hidden_states_then_project"],
-        "peak_mem_vs_cache": peak["stream_bridge"] / peak["cache_then_project"],
-        "peak_mem_vs_cache_hf": peak["stream_hf"] / peak["cache_then_project"],
+        r = vs_bare[name]
+        print(
+            f"{name:30s} {stats[name]['median_s']:9.3f} {stats[name]['min_s']:7.3f} "
+            f"{r['median_paired']:8.2f} {r['min_ratio']:8.2f} {peak[name] / mb:8.1f}"
+        )
+    time_ratios = {key: ratio(times[a], times[b]) for key, (a, b) in TIME_PAIRS.items()}
+    for key, r in time_ratios.items():
+        print(f"{key:30s} median paired {r['median_paired']:.3f}   min/min {r['min_ratio']:.3f}")
+    for name, err in errs.items():
+        print(f"max |stream_{name} - cache| = {err:.2e}")
+
+    result: dict = {key: r["median_paired"] for key, r in time_ratios.items()}
+    result |= {key: peak[a] / peak[b] for key, (a, b) in MEM_PAIRS.items()}
+    result |= {
         # the same, counting only memory above what the bare forward itself needs
         "extra_mem_vs_cache": (peak["stream_bridge"] - peak["bare_hf"])
         / (peak["cache_then_project"] - peak["bare_hf"]),
-        "max_abs_err_vs_cache": max_err,
-        "wall_s": {k: round(v, 4) for k, v in wall.items()},
+        "max_abs_err_vs_cache": max(errs.values()),
+        "max_abs_err_vs_cache_by_adapter": errs,
+        "ratio_of_min": {key: r["min_ratio"] for key, r in time_ratios.items()},
+        "wall_s": {k: round(v["median_s"], 4) for k, v in stats.items()},
+        "wall_min_s": {k: round(v["min_s"], 4) for k, v in stats.items()},
         "peak_mb": {k: round(v / mb, 1) for k, v in peak.items()},
-        "memory_method": "peak live tensor bytes allocated during one call (TorchDispatchMode)",
+        "pairs": {key: f"{a} / {b}" for key, (a, b) in {**TIME_PAIRS, **MEM_PAIRS}.items()},
+        "memory_method": "peak bytes of tensor storages newly allocated during one call and "
+        "alive together (NewAllocationPeak: weights, inputs and views of them excluded)",
         "reps": reps,
-        "ratio_method": "median over repetitions of the paired ratio to bare_hf",
+        "ratio_method": "*_vs_*: median over repetitions of the paired ratio "
+        "(every method once per repetition, shuffled order, after one warm-up); "
+        "ratio_of_min: min over repetitions of each side",
         "threads": torch.get_num_threads(),
+        "load_average": round(os.getloadavg()[0], 2),
+        "bench_wall_s": round(time.perf_counter() - start, 1),
     }
     print(json.dumps(result))
 
