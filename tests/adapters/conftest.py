@@ -21,3 +21,15 @@ def minilm_nnsight(minilm_folder):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # BERT's `output` children are served as E_output
         return nnsight.NNsight(model)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_folder(tmp_path_factory, minilm_folder):
+    """A small random BERT (context 32, dropout 0.1) saved with MiniLM's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from tests.adapters.helpers import save_tiny_bert
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    save_tiny_bert(folder, AutoTokenizer.from_pretrained(str(minilm_folder)))
+    return folder

@@ -11,6 +11,8 @@ from tests.adapters.helpers import (
     Recorder,
     assert_residuals_equal,
     assert_stream_failure_is_clean,
+    attended,
+    hf_hidden_states,
     hook_count,
     layer_residuals,
 )
@@ -41,10 +43,13 @@ def test_scores_equal_hidden_states(lens, minilm_nnsight, minilm_hf):
         torch.testing.assert_close(scores.tokens[layer], ref, atol=1e-5, rtol=0)
 
 
-def test_subset_of_layers_matches_hf_adapter(lens, minilm_lens):
+def test_subset_of_layers_equal_hidden_states(lens, minilm_hf):
     layers = [0, 2, 5]
     assert_residuals_equal(
-        layer_residuals(lens, layers=layers), layer_residuals(minilm_lens, layers=layers), atol=0
+        layer_residuals(lens, layers=layers),
+        hf_hidden_states(minilm_hf, lens, layers=layers),
+        atol=0,
+        mask=attended(lens),
     )
 
 
@@ -62,9 +67,25 @@ def test_foreign_hook_survives(lens, minilm_nnsight):
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("sink failed"), KeyboardInterrupt()])
-def test_exception_in_sink_is_clean(lens, minilm_nnsight, exc):
-    assert_stream_failure_is_clean(lens, minilm_nnsight._module, exc)
-    assert_residuals_equal(layer_residuals(lens, layers=[1]), layer_residuals(lens, layers=[1]))
+def test_exception_in_sink_is_clean(lens, minilm_nnsight, minilm_hf, exc):
+    """The trace ends: every module keeps the controller ``forward`` it had, none is live.
+
+    nnsight 0.8 puts its controller in each module's ``__dict__`` when the model is
+    wrapped and keeps it there, inert outside a trace; an interrupted trace must
+    leave those entries as they were and the interleaver switched off, or the next
+    plain call of the model would still be routed through the dead trace.
+    """
+    module = minilm_nnsight._module
+    controller = module.encoder.layer[0].__dict__["forward"]
+    assert type(controller).__name__ == "Controller"  # what the state check must see
+    assert_stream_failure_is_clean(lens, module, exc)
+    assert module.encoder.layer[0].__dict__["forward"] is controller
+    assert not minilm_nnsight.interleaver.interleaving
+    # still exact, against a model loaded on its own: through the lens, and called plainly
+    reference = hf_hidden_states(minilm_hf, lens)
+    mask = attended(lens)
+    assert_residuals_equal(layer_residuals(lens), reference, atol=0, mask=mask)
+    assert_residuals_equal(hf_hidden_states(module, lens), reference, atol=0, mask=mask)
 
 
 class _NestedSink(Recorder):
