@@ -153,7 +153,13 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     Flips the flag only on modules in training mode (``model.eval()`` would walk
     every sub-module twice, which is measurable on a TransformerBridge's ~3000).
     """
-    training = [m for m in model.modules() if m.training]
+    modules = dict.fromkeys(model.modules())
+    original = model.__dict__.get("original_model")
+    if isinstance(original, nn.Module):
+        # A TransformerBridge keeps the Hugging Face model it wraps in ``__dict__``,
+        # outside its module tree; that model's dropout runs on both bridge paths.
+        modules.update(dict.fromkeys(original.modules()))
+    training = [m for m in modules if m.training]
     try:
         for m in training:
             m.training = False

@@ -33,3 +33,11 @@ def tiny_bert_folder(tmp_path_factory, minilm_folder):
     folder = tmp_path_factory.mktemp("tiny_bert")
     save_tiny_bert(folder, AutoTokenizer.from_pretrained(str(minilm_folder)))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bridge(tiny_bert_folder):
+    """A TransformerBridge booted on the tiny BERT (restore anything a test changes on it)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    return TransformerBridge.boot_transformers(str(tiny_bert_folder), device="cpu")

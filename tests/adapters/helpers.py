@@ -72,6 +72,23 @@ def hook_count(model: nn.Module) -> dict[str, int]:
     return counts
 
 
+def named_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``model.named_modules()``, plus a TransformerBridge's ``original_model`` tree.
+
+    The bridge keeps the Hugging Face model it wraps in ``__dict__``, outside its
+    module tree, yet that model's modules (dropout among them) run in its forward.
+    """
+    found = list(model.named_modules())
+    original = model.__dict__.get("original_model")
+    if isinstance(original, nn.Module):
+        found += [(f"original_model.{n}".rstrip("."), m) for n, m in original.named_modules()]
+    return found
+
+
+def training_flags(model: nn.Module) -> dict[str, bool]:
+    return {name: module.training for name, module in named_modules(model)}
+
+
 def module_state(model: nn.Module) -> dict[str, tuple]:
     """What a stream must leave as it found it, per module.
 
@@ -83,7 +100,7 @@ def module_state(model: nn.Module) -> dict[str, tuple]:
     * the ``training`` flag (streaming runs in eval mode and must restore it).
     """
     state = {}
-    for name, module in model.named_modules():
+    for name, module in named_modules(model):
         hooks = tuple(
             id(fn)
             for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks")
@@ -217,7 +234,7 @@ class TrainingProbe(Sink):
         self.in_training: list[str] = []
 
     def on_layer(self, layer, resid, batch):
-        self.in_training += [n for n, m in self.model.named_modules() if m.training]
+        self.in_training += [n for n, m in named_modules(self.model) if m.training]
 
     def result(self):
         return self.in_training
