@@ -1,19 +1,31 @@
-"""Benchmark: SuperActivator calibration over the whole (concept, layer, N) grid.
+"""Benchmark: ``SuperActivatorDetector.fit`` end to end, as a user calls it.
 
-Synthetic cal set: 10^5 samples x 64 concepts x 13 layers, N grid of 12 values.
-Timed: the calibration proper — thresholds ``tau(N)`` from the in-concept
-scores of every concept and layer, the cal precision/recall/F1 of
-``max > tau`` for every cell, and the per-concept choice of (layer, N) — from
-per-sample maxima ``[layers, n, concepts]`` and each concept's in-concept
-token scores (segment maxima are a separate once-per-dataset reduction,
-timed on its own as ``segment_max_s``, not part of ``calibrate_s``).
+Synthetic cal set (``--samples``, default 2 * 10^4; ``--quick`` 5 * 10^3): texts
+of 4..16 content tokens, 64 concepts, 13 layers, the default N grid (12 values).
+``TokenScores`` hold every token's score ``[layers, tokens, concepts]``; token
+masks mark in-concept tokens (also some in negative samples, which the rule
+D_in must ignore); about 10 % of samples are positive for each concept.
 
-Baseline measured in the same run: the per-cell loop (one ``torch.quantile``
-per concept and layer, one comparison pass per N) that the vectorised path
-replaces; its result must be identical.
+Timed, in one run, interleaved (benchmarks/_timing.py: one untimed warm-up of
+each, then ``--reps`` repetitions with every variant once in a shuffled order):
 
-Last stdout line: JSON with ``calibrate_s`` and ``speedup_vs_loop``.
-Usage: ``python benchmarks/bench_calibrate.py [--quick]``.
+* ``fit``: ``SuperActivatorDetector().fit(cal, labels, token_masks)``: the
+  in-concept gathering, ``segment_max`` over all layers, the threshold/F1 grid
+  and the per-concept choice of (layer, N).
+* ``reference``: an independent plain-loop implementation of the same
+  definition (SPEC section 4): per-sample maxima by a loop over samples,
+  in-concept scores by boolean masks, one ``torch.quantile`` per (concept,
+  layer), and the counts tp / fp / fn and F1 = 2 tp / (2 tp + fp + fn) computed
+  by hand (for the whole N grid of the cell at once); the choice by a loop over
+  N, then layer (ties: smaller N, then earlier layer).
+  It uses nothing from ``superact_lens.detection``. Its thresholds, F1 grid,
+  chosen layer, N and F1 must equal ``fit``'s exactly.
+* ``segment_max``: the fit's per-sample maxima alone (context: part of ``fit``).
+
+``speedup_vs_loop`` = reference / fit as the median of paired ratios;
+``speedup_vs_loop_min_ratio`` = min(reference) / min(fit).
+
+Last stdout line: JSON. Usage: ``python benchmarks/bench_calibrate.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -23,121 +35,197 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import torch
+from torch import Tensor
 
-from superact_lens.detection import DEFAULT_N_GRID, segment_max
-from superact_lens.detection.calibration import f1_from_counts, select_best
-from superact_lens.detection.superact import superact_grid
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import interleaved_times, ratio, summary  # noqa: E402
+
+from superact_lens.detection import DEFAULT_N_GRID, SuperActivatorDetector  # noqa: E402
+from superact_lens.detection.segments import segment_max  # noqa: E402
+from superact_lens.scores import TokenScores  # noqa: E402
 
 
 def synth(n: int, n_concepts: int, n_layers: int, seed: int = 0):
+    """A cal set: ``(TokenScores, labels [n, C], token_masks [T, C])``.
+
+    In-concept tokens score higher by a margin that peaks at a concept-specific
+    layer, so that the best (layer, N) differs between concepts.
+    """
     g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(4, 17, (n,), generator=g)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+    n_tok = int(offsets[-1])
+    sample_of = torch.repeat_interleave(torch.arange(n), lengths)
     labels = torch.rand(n, n_concepts, generator=g) < 0.1
-    sample_max = torch.randn(n_layers, n, n_concepts, generator=g)
-    sample_max += 2.0 * labels.float().unsqueeze(0)
-    # about 3 in-concept tokens per positive sample
-    in_scores = []
-    for c in range(n_concepts):
-        m = int(labels[:, c].sum()) * 3
-        in_scores.append(torch.randn(n_layers, m, 1, generator=g) + 1.0)
-    return sample_max, labels, in_scores
+    in_span = torch.rand(n_tok, n_concepts, generator=g) < 0.3
+    noise_span = torch.rand(n_tok, n_concepts, generator=g) < 0.02
+    masks = (in_span & labels[sample_of]) | noise_span  # noise bits sit in negatives too
+    peak = torch.randint(0, n_layers, (n_concepts,), generator=g).float()
+    depth = torch.arange(n_layers).float().view(n_layers, 1)
+    margin = 2.5 * torch.exp(-((depth - peak) ** 2) / 8.0)  # [L, C]
+    tokens = torch.randn(n_layers, n_tok, n_concepts, generator=g)
+    in_concept = (masks & labels[sample_of]).float()  # [T, C]
+    tokens += margin.unsqueeze(1) * in_concept.unsqueeze(0)
+    cal = TokenScores(
+        layers=list(range(n_layers)),
+        concepts=[f"c{i}" for i in range(n_concepts)],
+        tokens=tokens,
+        offsets=offsets,
+    )
+    return cal, labels, masks
 
 
-def calibrate(sample_max, labels, in_scores, n_grid):
-    tau, _, _, f1 = superact_grid(sample_max, labels, in_scores, n_grid)
-    col, layer, n_idx = select_best(f1)
-    return tau, f1, layer, n_idx
-
-
-def calibrate_loop(sample_max, labels, in_scores, n_grid):
-    """Loop reference: per (concept, layer) one ``torch.quantile`` call for the N
-    grid, then one comparison pass per N; the same tie rule for the choice."""
-    n_layers, _, n_c = sample_max.shape
-    q = torch.tensor([1 - n / 100 for n in n_grid])
-    tau = torch.empty(n_c, 1, n_layers, len(n_grid))
-    f1 = torch.empty(n_c, 1, n_layers, len(n_grid), dtype=torch.float64)
+def fit_reference(
+    tokens: Tensor, offsets: Tensor, labels: Tensor, masks: Tensor, n_grid
+) -> dict[str, Tensor]:
+    """The SuperActivator calibration by plain loops (see the module docstring)."""
+    n_layers, _, n_c = tokens.shape
+    n = len(offsets) - 1
+    sample_max = torch.full((n_layers, n, n_c), float("-inf"), dtype=tokens.dtype)
+    sample_of = torch.empty(tokens.shape[1], dtype=torch.long)
+    for i in range(n):
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        sample_of[a:b] = i
+        if b > a:
+            sample_max[:, i] = tokens[:, a:b].amax(dim=1)
+    levels = torch.tensor([1 - x / 100 for x in n_grid], dtype=tokens.dtype)
+    tau = torch.empty(n_c, n_layers, len(n_grid), dtype=tokens.dtype)
+    f1 = torch.empty(n_c, n_layers, len(n_grid), dtype=torch.float64)
     for c in range(n_c):
         y = labels[:, c]
-        n_pos = y.sum().to(torch.float64)
+        # D_in: tokens inside c's mask *in samples labelled c*
+        in_c = masks[:, c] & y[sample_of]
         for layer in range(n_layers):
-            taus = torch.quantile(in_scores[c][layer, :, 0], q)
-            agg = sample_max[layer, :, c]
-            for j in range(len(n_grid)):
-                above = agg > taus[j]
-                tp = (above & y).sum().to(torch.float64)
-                _, _, f = f1_from_counts(tp, above.sum().to(torch.float64), n_pos)
-                tau[c, 0, layer, j], f1[c, 0, layer, j] = taus[j], f
-    col, layer_i, n_idx = select_best(f1)
-    return tau, f1, layer_i, n_idx
+            tau[c, layer] = torch.quantile(tokens[layer, in_c, c], levels)
+            # one row per N: which samples have max > tau(N)
+            pred = sample_max[layer, :, c].unsqueeze(0) > tau[c, layer].unsqueeze(1)
+            tp = (pred & y).sum(1)
+            fp = (pred & ~y).sum(1)
+            fn = (~pred & y).sum(1)
+            denom = (2 * tp + fp + fn).double()
+            f1[c, layer] = torch.where(denom > 0, 2 * tp.double() / denom, 0.0)
+    best_layer = torch.empty(n_c, dtype=torch.long)
+    best_n = torch.empty(n_c, dtype=torch.long)
+    grid = f1.tolist()
+    for c in range(n_c):
+        best = (0, 0)
+        for j in range(len(n_grid)):  # ties: smaller N first, then earlier layer
+            for layer in range(n_layers):
+                if grid[c][layer][j] > grid[c][best[0]][best[1]]:
+                    best = (layer, j)
+        best_layer[c], best_n[c] = best
+    cs = torch.arange(n_c)
+    return {
+        "tau": tau,
+        "f1": f1,
+        "layer": best_layer,
+        "n": torch.tensor([float(n_grid[j]) for j in best_n], dtype=torch.float64),
+        "threshold": tau[cs, best_layer, best_n],
+        "cal_f1": f1[cs, best_layer, best_n],
+    }
+
+
+def compare(det: SuperActivatorDetector, ref: dict[str, Tensor]) -> dict[str, bool]:
+    """Which fitted quantities equal the reference exactly."""
+    return {
+        "thresholds": torch.equal(det.cal_threshold_grid_, ref["tau"]),
+        "f1": torch.equal(det.cal_f1_grid_, ref["f1"]),
+        "layer": torch.equal(det.layer_index_, ref["layer"]),
+        "n": torch.equal(det.n_, ref["n"]),
+        "threshold": torch.equal(det.threshold_, ref["threshold"]),
+        "cal_f1": torch.equal(det.cal_f1_, ref["cal_f1"]),
+        "no_fallback": not bool(det.fallback_.any()),
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="10^4 samples instead of 10^5")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="5 * 10^3 samples instead of 2 * 10^4")
+    ap.add_argument("--samples", type=int, default=None)
+    ap.add_argument("--reps", type=int, default=15, help="timed repetitions (default 15)")
     args = ap.parse_args()
-    n = 10_000 if args.quick else 100_000
+    n = args.samples or (5_000 if args.quick else 20_000)
     n_c, n_layers, n_grid = 64, 13, DEFAULT_N_GRID
-    sample_max, labels, in_scores = synth(n, n_c, n_layers)
-
-    # segment maxima of a token tensor of the same sample count (3 tokens/sample, 8 columns
-    # to stay within memory) — reported for context only
-    tokens = torch.randn(n_layers, 3 * n, 8)
-    offsets = torch.arange(n + 1) * 3
-    t0 = time.perf_counter()
-    segment_max(tokens, offsets)
-    seg_s = time.perf_counter() - t0
-
-    times, cpu = [], []
-    load_before = os.getloadavg()[0]
-    for _ in range(args.repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        tau, f1, layer, n_idx = calibrate(sample_max, labels, in_scores, n_grid)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    calibrate_s = min(times)
+    start = time.perf_counter()
+    cal, labels, masks = synth(n, n_c, n_layers)
     print(
-        f"vectorised calibrate: {calibrate_s:.3f} s (best of {args.repeats}: "
-        f"{', '.join(f'{t:.3f}' for t in times)}; CPU s: {', '.join(f'{c:.3f}' for c in cpu)}; "
-        f"load average {load_before:.1f} on {os.cpu_count()} cores)",
+        f"samples={n} tokens={cal.n_tokens} concepts={n_c} layers={n_layers} N={len(n_grid)} "
+        f"threads={torch.get_num_threads()}",
         flush=True,
     )
-    print("running the loop reference ...", file=sys.stderr, flush=True)
+    fitted: dict[str, object] = {}
 
-    t0 = time.perf_counter()
-    tau_l, f1_l, layer_l, n_l = calibrate_loop(sample_max, labels, in_scores, n_grid)
-    loop_s = time.perf_counter() - t0
-    same = (
-        torch.equal(tau, tau_l)
-        and torch.equal(f1, f1_l)
-        and torch.equal(layer, layer_l)
-        and torch.equal(n_idx, n_l)
-    )
+    def fit():
+        fitted["det"] = SuperActivatorDetector(n_grid).fit(cal, labels, masks)
+
+    def reference():
+        fitted["ref"] = fit_reference(cal.tokens, cal.offsets, labels, masks, n_grid)
+
+    methods = {
+        "fit": fit,
+        "reference": reference,
+        "segment_max": lambda: segment_max(cal.tokens, cal.offsets, dim=1),
+    }
+    load_before = os.getloadavg()[0]
+
+    def progress(i: int) -> None:
+        print(f"  repetition {i + 1}/{args.reps}", file=sys.stderr, flush=True)
+
+    times = interleaved_times(methods, args.reps, on_rep=progress)
+    same = compare(fitted["det"], fitted["ref"])
+    cpu = []
+    for _ in range(3):
+        c0 = time.process_time()
+        fit()
+        cpu.append(time.process_time() - c0)
+
+    stats = {name: summary(t) for name, t in times.items()}
+    speed = ratio(times["reference"], times["fit"])
+    seg_share = ratio(times["segment_max"], times["fit"])
+    for name, s in stats.items():
+        print(f"{name:12s} median {s['median_s']:.3f} s   min {s['min_s']:.3f} s   ({s['n']} reps)")
     print(
-        f"samples={n} concepts={n_c} layers={n_layers} N={len(n_grid)} "
-        f"threads={torch.get_num_threads()}"
+        f"speed-up vs reference: median paired {speed['median_paired']:.1f}x, "
+        f"min/min {speed['min_ratio']:.1f}x; identical: {same}"
     )
-    print(f"loop reference:       {loop_s:.3f} s   identical results: {same}")
+    identical = all(same.values())
     print(
         json.dumps(
             {
-                "calibrate_s": round(calibrate_s, 4),
-                "loop_s": round(loop_s, 4),
-                "speedup_vs_loop": round(loop_s / calibrate_s, 2),
-                "identical": bool(same),
+                "calibrate_s": round(stats["fit"]["min_s"], 4),
+                "loop_s": round(stats["reference"]["min_s"], 4),
+                "speedup_vs_loop": round(speed["median_paired"], 2),
+                "identical": identical,
                 "calibrate_cpu_s": round(min(cpu), 4),
                 "load_average": round(load_before, 2),
-                "segment_max_s": round(seg_s, 4),
+                "segment_max_s": round(stats["segment_max"]["min_s"], 4),
                 "n_samples": n,
                 "n_concepts": n_c,
                 "n_layers": n_layers,
                 "n_grid": len(n_grid),
+                # added: what is timed and how
+                "timed": "SuperActivatorDetector.fit end to end (in-concept gathering, "
+                "segment_max, grid, selection) vs an independent plain-loop reference",
+                "calibrate_median_s": round(stats["fit"]["median_s"], 4),
+                "loop_median_s": round(stats["reference"]["median_s"], 4),
+                "speedup_vs_loop_min_ratio": round(speed["min_ratio"], 2),
+                "segment_max_share_of_fit": round(seg_share["median_paired"], 3),
+                "identical_by_quantity": same,
+                "n_tokens": cal.n_tokens,
+                "reps": args.reps,
+                "ratio_method": "speedup_vs_loop: median over repetitions of the paired ratio "
+                "reference / fit (interleaved, shuffled, after one warm-up); *_s: best of reps",
+                "bench_wall_s": round(time.perf_counter() - start, 1),
             }
         )
     )
-    if not same:
-        raise SystemExit("vectorised calibration differs from the loop reference")
+    if not identical:
+        raise SystemExit(f"fit differs from the plain-loop reference: {same}")
 
 
 if __name__ == "__main__":
