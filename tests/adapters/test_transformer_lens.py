@@ -11,10 +11,13 @@ from torch import nn
 from superact_lens.lens import ConceptLens
 from tests.adapters.helpers import (
     TEXTS,
+    Recorder,
     assert_residuals_equal,
+    assert_same_state,
     assert_stream_failure_is_clean,
     hook_count,
     layer_residuals,
+    module_state,
 )
 from tests.test_lens import unit_bank
 
@@ -128,22 +131,26 @@ class LegacyBlock(nn.Module):
         return self.hook_resid_post(x + torch.tanh(self.lin(x)))
 
 
-def legacy_model(tokenizer):
-    """A HookedTransformer-style HookedRootModule (hook_resid_pre / hook_resid_post)."""
+def legacy_model(tokenizer, n_ctx=64):
+    """A HookedTransformer-style HookedRootModule (hook_resid_pre / hook_resid_post).
+
+    Learned positions for ``n_ctx`` tokens: a longer input fails, as in a real model.
+    """
     from transformer_lens import HookedRootModule
 
     class Legacy(HookedRootModule):
         def __init__(self):
             super().__init__()
             torch.manual_seed(0)
-            self.cfg = SimpleNamespace(d_model=8, n_ctx=64)
+            self.cfg = SimpleNamespace(d_model=8, n_ctx=n_ctx)
             self.tokenizer = tokenizer
             self.embed = nn.Embedding(tokenizer.vocab_size, 8)
+            self.pos_embed = nn.Embedding(n_ctx, 8)
             self.blocks = nn.ModuleList([LegacyBlock(8) for _ in range(2)])
             self.setup()
 
         def forward(self, tokens, return_type="logits"):
-            x = self.embed(tokens)
+            x = self.embed(tokens) + self.pos_embed(torch.arange(tokens.shape[1]))
             for block in self.blocks:
                 x = block(x)
             return x
@@ -163,14 +170,51 @@ def test_hooked_root_module(minilm_lens):
     for layer, name in enumerate(names):
         ref = bank.score(cache[name][batch.content_mask], layer)
         torch.testing.assert_close(scores.tokens[layer], ref, atol=1e-5, rtol=0)
+
+
+class Interrupt:
+    """A user's hook that raises ``exc`` mid-forward (as Ctrl-C would land anywhere)."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __call__(self, x, hook):
+        raise self.exc
+
+
+@pytest.mark.parametrize("where", ["sink", "user_hook"])
+@pytest.mark.parametrize("exc", [RuntimeError("x"), KeyboardInterrupt()])
+def test_hooked_root_module_interrupted(minilm_lens, exc, where):
+    """The legacy hook-point path: the exception surfaces, our hooks go, the user's stay."""
+    model = legacy_model(minilm_lens.tokenizer)
+    lens = ConceptLens(model)
     model.add_hook("blocks.0.hook_resid_post", lambda x, hook: None)
-    assert_stream_failure_is_clean(lens, model, RuntimeError("x"))
+    if where == "sink":
+        assert_stream_failure_is_clean(lens, model, exc)
+    else:
+        model.add_hook("blocks.1.hook_resid_pre", Interrupt(exc))
+        before = module_state(model)
+        with pytest.raises(type(exc)):
+            lens.stream(TEXTS, [Recorder()], progress=False)
+        assert_same_state(before, module_state(model))
+        assert len(model.hook_dict["blocks.1.hook_resid_pre"].fwd_hooks) == 1
+    assert lens.adapter.path == "hook_points"
     assert len(model.hook_dict["blocks.0.hook_resid_post"].fwd_hooks) == 1
+    model.reset_hooks()
+    # still exact, against a twin built on its own (same seed)
+    twin = legacy_model(minilm_lens.tokenizer)
+    batch = lens.tokenize(TEXTS)
+    _, cache = twin.run_with_cache(batch.input_ids)
+    bank = unit_bank(layers=[0, 1, 2], d_model=8)
+    scores = lens.scores(TEXTS, bank, batch_size=8, progress=False)
+    names = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    for layer, name in enumerate(names):
+        ref = bank.score(cache[name][batch.content_mask], layer)
+        torch.testing.assert_close(scores.tokens[layer], ref, atol=1e-5, rtol=0)
 
 
 def test_nested_streams_on_hook_points(slow_lens, minilm_bridge):
     """A sink streaming through the same bridge mid-forward; the outer hooks stay quiet."""
-    from tests.adapters.helpers import Recorder
     from tests.adapters.test_hf import Nested
 
     before = hook_count(minilm_bridge)
