@@ -92,11 +92,15 @@ def test_resolve_layers_errors(minilm_lens, layers, match):
 
 
 def test_tokenize_masks_and_offsets(minilm_lens, left_lens):
+    rows = torch.arange(2)
     for lens in (minilm_lens, left_lens):
         batch = lens.tokenize(["hello world", "a"])
         assert batch.content_mask.sum(1).tolist() == [2, 1]
-        ids = batch.input_ids[batch.cls_index.clamp_min(0) >= 0]
-        assert (ids[torch.arange(2), batch.cls_index] == lens.tokenizer.cls_token_id).all()
+        # Every row has its [CLS], attended, first among its row's tokens (position 0).
+        assert (batch.cls_index >= 0).all()
+        assert (batch.input_ids[rows, batch.cls_index] == lens.tokenizer.cls_token_id).all()
+        assert (batch.attention_mask[rows, batch.cls_index] == 1).all()
+        assert (batch.position_ids[rows, batch.cls_index] == 0).all()
         assert batch.offsets[0][batch.content_mask[0]].tolist() == [[0, 5], [6, 11]]
     right, left = (
         minilm_lens.tokenize(["hello world", "a"]),
@@ -105,24 +109,32 @@ def test_tokenize_masks_and_offsets(minilm_lens, left_lens):
     assert right.cls_index.tolist() == [0, 0]
     assert left.cls_index.tolist() == [0, 1]
     assert left.attention_mask[1].tolist() == [0, 1, 1, 1]
+    assert left.position_ids[1].tolist() == [0, 0, 1, 2]
+    assert right.position_ids[1].tolist() == [0, 1, 2, 2]
     offsets = minilm_lens.content_offsets(["hello world", "a"])
     assert [o.tolist() for o in offsets] == [[[0, 5], [6, 11]], [[0, 1]]]
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_scores_equal_full_cache(minilm_lens, left_lens, minilm_hf, side):
-    """Streamed scores == projection of output_hidden_states, padding in the batch."""
+    """Streamed scores == projection of output_hidden_states, padding in the batch.
+
+    The reference is Hugging Face on the right-padded batch (positions = columns on
+    every attended token), so a left-padded stream that shifted positions fails.
+    """
     lens = minilm_lens if side == "right" else left_lens
     bank, cls_bank = unit_bank(), unit_bank(seed=1)
     scores = lens.scores(TEXTS, bank, cls_bank=cls_bank, batch_size=len(TEXTS), progress=False)
     batch = lens.tokenize(TEXTS)
-    assert (batch.attention_mask == 0).any()  # padding really is in the batch
-    hidden = reference_hidden(minilm_hf, batch)
-    assert scores.offsets.tolist() == [0, *batch.n_content.cumsum(0).tolist()]
+    pad_column = 0 if side == "left" else -1
+    assert (batch.attention_mask[:, pad_column] == 0).any()  # padding on the side under test
+    ref_batch = minilm_lens.tokenize(TEXTS)
+    hidden = reference_hidden(minilm_hf, ref_batch)
+    assert scores.offsets.tolist() == [0, *ref_batch.n_content.cumsum(0).tolist()]
     for layer in range(7):
-        ref = bank.score(hidden[layer][batch.content_mask], layer)
+        ref = bank.score(hidden[layer][ref_batch.content_mask], layer)
         torch.testing.assert_close(scores.tokens[layer], ref, atol=1e-5, rtol=0)
-        cls = hidden[layer][torch.arange(len(TEXTS)), batch.cls_index]
+        cls = hidden[layer][torch.arange(len(TEXTS)), ref_batch.cls_index]
         torch.testing.assert_close(scores.cls[layer], cls_bank.score(cls, layer), atol=1e-5, rtol=0)
 
 
@@ -144,14 +156,16 @@ def test_scores_normalised_and_cosine(minilm_lens, minilm_hf):
             torch.testing.assert_close(scores.tokens[row], ref, atol=1e-5, rtol=0)
 
 
-def test_batching_keeps_sample_order(minilm_lens):
-    bank = unit_bank(layers=[2])
-    whole = minilm_lens.scores(TEXTS, bank, batch_size=8, progress=False)
-    small = minilm_lens.scores(TEXTS, bank, batch_size=1, progress=False)
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batching_keeps_sample_order(minilm_lens, left_lens, side):
+    lens = minilm_lens if side == "right" else left_lens
+    bank = unit_bank(layers=[2, 6])
+    whole = lens.scores(TEXTS, bank, batch_size=8, progress=False)
+    small = lens.scores(TEXTS, bank, batch_size=1, progress=False)
     assert whole.offsets.tolist() == small.offsets.tolist()
     torch.testing.assert_close(whole.tokens, small.tokens, atol=1e-4, rtol=0)
     for i, text in enumerate(TEXTS):
-        alone = minilm_lens.scores([text], bank, progress=False)
+        alone = lens.scores([text], bank, progress=False)
         torch.testing.assert_close(small.sample(i), alone.tokens, atol=1e-5, rtol=0)
 
 

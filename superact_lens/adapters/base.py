@@ -23,14 +23,17 @@ someone else attached are never touched.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from jaxtyping import Float
-from superact_lens.errors import InputTypeError
 from torch import Tensor, nn
+
+from superact_lens.adapters.tokenize import position_ids_from_mask
+from superact_lens.errors import InputTypeError
 
 __all__ = ["EmitFn", "OwnedHooks", "ResidualAdapter", "StopForward", "find_blocks", "first_tensor"]
 
@@ -146,6 +149,50 @@ def accepted_kwargs(fn: Callable, names: list[str]) -> set[str]:
     return {n for n in names if n in params}
 
 
+def takes_mask_positions(model: nn.Module) -> bool:
+    """Whether to give ``model`` the position ids of ``position_ids_from_mask``.
+
+    Only if its ``forward`` names ``position_ids``, and not for models that number
+    positions themselves, where 0-based ids would break them or buy nothing:
+
+    * fairseq-style embeddings (RoBERTa, XLM-R, CamemBERT, MPNet, ESM, ...) count
+      from ``padding_idx + 1`` over ``input_ids != padding_idx``; the lens pads with
+      the tokenizer's pad id, so their own count is already right under any padding;
+    * positional embeddings that take the attention mask (OPT) count as we would;
+    * mRoPE models (``get_rope_index``: Qwen2-VL, GLM-4V) build 3-D positions.
+
+    TransformerLens's bridge gates its own mask-derived ids the same way
+    (``accepts_mask_derived_position_ids``); this gate also catches embeddings that
+    call a module-level ``create_position_ids_from_input_ids`` (MPNet, ESM, LUKE).
+    """
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    if "position_ids" not in params:
+        return False
+    config = getattr(model, "config", None)
+    for cfg in (config, getattr(config, "text_config", None)):
+        for key in ("rope_scaling", "rope_parameters"):
+            rope = getattr(cfg, key, None)
+            if isinstance(rope, dict) and "mrope_section" in rope:
+                return False
+    for module in model.modules():
+        if hasattr(module, "get_rope_index"):
+            return False
+        if callable(getattr(module, "create_position_ids_from_input_ids", None)):
+            return False
+        home = sys.modules.get(type(module).__module__)
+        if hasattr(module, "padding_idx") and callable(
+            getattr(home, "create_position_ids_from_input_ids", None)
+        ):
+            return False
+        if isinstance(module, nn.Embedding) and type(module).forward is not nn.Embedding.forward:
+            if "attention_mask" in inspect.signature(module.forward).parameters:
+                return False
+    return True
+
+
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
     """Switch off training mode (dropout) for the duration, then restore it.
@@ -205,9 +252,14 @@ class ResidualAdapter:
         Re-entrant: a sink may stream other texts from inside ``emit``; hooks of the
         outer run ignore the inner forward pass (each run's hooks fire only while
         that run is the innermost one).
+        ``inputs`` without ``position_ids`` get them from ``attention_mask``
+        (``position_ids_from_mask``); each adapter passes them only where
+        :func:`takes_mask_positions` says the model wants them.
         """
         if not layers:
             return
+        if "position_ids" not in inputs and "attention_mask" in inputs:
+            inputs = {**inputs, "position_ids": position_ids_from_mask(inputs["attention_mask"])}
         token = object()
         runs = self.__dict__.setdefault("_runs", [])
         runs.append(token)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from superact_lens.errors import InputError, InputTypeError
 from torch import Tensor, nn
 
 from superact_lens.adapters.base import (
@@ -25,7 +24,9 @@ from superact_lens.adapters.base import (
     config_value,
     find_blocks,
     first_tensor,
+    takes_mask_positions,
 )
+from superact_lens.errors import InputError, InputTypeError
 
 __all__ = ["HFAdapter", "hook_blocks", "load_tokenizer_for"]
 
@@ -100,7 +101,8 @@ class HFAdapter(ResidualAdapter):
 
     Args:
         model: the module to run; called as ``model(input_ids=..., attention_mask=...)``
-            with whichever of these its ``forward`` accepts.
+            with whichever of these its ``forward`` accepts, plus ``position_ids``
+            counted over attended tokens where it names them (``takes_mask_positions``).
         tokenizer: a Hugging Face tokenizer; loaded from ``model.config`` if None.
         blocks: the block modules in order; found automatically if None.
     """
@@ -119,6 +121,8 @@ class HFAdapter(ResidualAdapter):
         config = getattr(model, "config", None)
         self.max_positions = config_value(config, CONTEXT_KEYS)
         self._accepted = accepted_kwargs(model.forward, _INPUT_NAMES)
+        if takes_mask_positions(model):  # left padding must not shift absolute positions
+            self._accepted.add("position_ids")
         d_model = config_value(config, D_MODEL_KEYS)
         self.d_model = d_model if d_model is not None else self._probe_d_model()
 

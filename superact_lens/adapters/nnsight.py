@@ -14,7 +14,6 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from superact_lens.errors import InputTypeError
 from torch import Tensor, nn
 
 from superact_lens.adapters.base import (
@@ -25,8 +24,10 @@ from superact_lens.adapters.base import (
     config_value,
     find_blocks,
     first_tensor,
+    takes_mask_positions,
 )
 from superact_lens.adapters.hf import load_tokenizer_for
+from superact_lens.errors import InputTypeError
 
 __all__ = ["NNsightAdapter", "is_nnsight"]
 
@@ -88,6 +89,9 @@ class NNsightAdapter(ResidualAdapter):
         if d_model is None:
             raise InputTypeError("model: cannot read d_model from the wrapped model's config")
         self.d_model = d_model
+        self._input_names = set(_INPUT_NAMES)
+        if takes_mask_positions(self.model):  # left padding must not shift absolute positions
+            self._input_names.add("position_ids")
 
     def _forward_layers(
         self,
@@ -96,7 +100,7 @@ class NNsightAdapter(ResidualAdapter):
         emit: EmitFn,
         active: Callable[[], bool],
     ) -> None:
-        kwargs = {k: v for k, v in inputs.items() if k in _INPUT_NAMES}
+        kwargs = {k: v for k, v in inputs.items() if k in self._input_names}
         if len(self.__dict__.get("_runs", [])) > 1:
             raise RuntimeError(
                 "nnsight traces do not nest: a sink cannot stream through the same "

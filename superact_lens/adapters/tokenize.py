@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
-from superact_lens.errors import InputError, InputTypeError
 from torch import Tensor
 
-__all__ = ["TokenBatch", "check_texts", "encode"]
+from superact_lens.errors import InputError, InputTypeError
+
+__all__ = ["TokenBatch", "check_texts", "encode", "position_ids_from_mask"]
 
 
 @dataclass
@@ -42,8 +43,19 @@ class TokenBatch:
     def n_content(self) -> Int[Tensor, " batch"]:
         return self.content_mask.sum(dim=1)
 
+    @property
+    def position_ids(self) -> Int[Tensor, "batch pos"]:
+        """Each token's position among its row's attended tokens (``position_ids_from_mask``)."""
+        return position_ids_from_mask(self.attention_mask)
+
     def model_inputs(self) -> dict[str, Tensor]:
-        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, **self.extra}
+        """What the adapters may pass to the model; each keeps the names its model takes."""
+        return {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
+            **self.extra,
+        }
 
     def content(self, resid: Float[Tensor, "batch pos d"]) -> Float[Tensor, "n_content d"]:
         """Content tokens of every row, rows concatenated in order (TokenScores order)."""
@@ -73,6 +85,18 @@ class TokenBatch:
             },
             extra={k: v.to(device) for k, v in self.extra.items()},
         )
+
+
+def position_ids_from_mask(attention_mask: Int[Tensor, "batch pos"]) -> Int[Tensor, "batch pos"]:
+    """Positions counted over attended tokens only: ``cumsum(mask) - 1``, 0 on leading pads.
+
+    With left padding a row's first token sits at column ``pad`` but is position 0
+    of its text; a model left to number columns (``arange``) would see every token
+    shifted by the pad count, and a text's activations would depend on the longest
+    text in its batch. Under right padding this equals ``arange`` on every
+    attended token, so passing it changes nothing there.
+    """
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp_min(0)
 
 
 def check_texts(texts: Any) -> list[str]:

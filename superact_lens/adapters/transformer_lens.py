@@ -28,7 +28,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from superact_lens.errors import InputTypeError
 from torch import Tensor, nn
 
 from superact_lens.adapters.base import (
@@ -37,8 +36,10 @@ from superact_lens.adapters.base import (
     ResidualAdapter,
     StopForward,
     accepted_kwargs,
+    takes_mask_positions,
 )
 from superact_lens.adapters.hf import hook_blocks
+from superact_lens.errors import InputTypeError
 
 __all__ = ["BridgeAdapter", "HookPointAdapter", "is_bridge", "is_hooked_root"]
 
@@ -112,6 +113,9 @@ class HookPointAdapter(ResidualAdapter):
         self.d_model = d_model
         self.max_positions = _cfg_int(model, "n_ctx")
         self._accepted = accepted_kwargs(model.forward, ["attention_mask", "return_type"])
+        # A legacy HookedTransformer takes no position_ids: its PosEmbed (and rotary
+        # attention) count positions from the attention_mask it is given.
+        self._takes_positions = takes_mask_positions(model)
         self._path = "hook_points"
 
     @property
@@ -143,12 +147,19 @@ class HookPointAdapter(ResidualAdapter):
             kwargs["attention_mask"] = inputs["attention_mask"]
         if "return_type" in self._accepted:
             kwargs["return_type"] = None
+        kwargs.update(self._position_kwargs(inputs))
         with OwnedHooks() as hooks:
             for layer in layers:
                 name = self.out_names[layer - 1] if layer else str(self.layer0_name)
                 hooks.add(hook_dict[name].register_forward_hook(make_hook(layer)))
             self._path = "hook_points"
             self.model(inputs["input_ids"], **kwargs)
+
+    def _position_kwargs(self, inputs: dict[str, Tensor]) -> dict[str, Any]:
+        """``position_ids`` for the model's forward, if it names them (see takes_mask_positions)."""
+        if self._takes_positions and "position_ids" in inputs:
+            return {"position_ids": inputs["position_ids"]}
+        return {}
 
     def _forward_layers(
         self,
@@ -253,6 +264,7 @@ class BridgeAdapter(HookPointAdapter):
         super().__init__(model, tokenizer)
         self.fast_path = fast_path
         self._watched = _watched_modules(model)
+        self._positions_gate: dict[str, bool] = {}
 
     def fast_path_blocker(self) -> str | None:
         """Why the fast path cannot run now (None when it can)."""
@@ -269,6 +281,21 @@ class BridgeAdapter(HookPointAdapter):
         if foreign:
             return f"hooks are attached to {foreign[:3]}"
         return None
+
+    def _position_kwargs(self, inputs: dict[str, Tensor]) -> dict[str, Any]:
+        """``position_ids`` for the wrapped model where ``takes_mask_positions`` says so.
+
+        The bridge's forward hands ``**kwargs`` to the wrapped model. Given an attention
+        mask and no ``position_ids``, TL 4.3 derives the same ids under a similar gate
+        (``accepts_mask_derived_position_ids``); passing ours keeps the hook-point path
+        on the rule of the fast path and the other adapters, whatever TL version runs.
+        """
+        original = getattr(self.model, "original_model", None)
+        if not isinstance(original, nn.Module) or "position_ids" not in inputs:
+            return {}
+        if "hooks" not in self._positions_gate:  # judged once, on the plain HF modules
+            self._positions_gate["hooks"] = takes_mask_positions(_shadow(original, {}))
+        return {"position_ids": inputs["position_ids"]} if self._positions_gate["hooks"] else {}
 
     def _forward_layers(
         self,
@@ -291,6 +318,10 @@ class BridgeAdapter(HookPointAdapter):
                 runner = base  # the encoder alone: same call path as a bare HF forward
         names = ["input_ids", "attention_mask", "token_type_ids", "output_attentions"]
         accepted = accepted_kwargs(runner.forward, names)
+        if "fast" not in self._positions_gate:
+            self._positions_gate["fast"] = takes_mask_positions(runner)
+        if self._positions_gate["fast"]:  # left padding must not shift absolute positions
+            accepted.add("position_ids")
         kwargs: dict[str, Any] = {k: v for k, v in inputs.items() if k in accepted}
         if "output_attentions" in accepted:
             # The bridge turns output_attentions on in the shared config (for its attention
