@@ -43,7 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Model + dataset -> OUT/results.json, OUT/report.md and PNG figures.",
     )
     p.add_argument(
-        "--model", default="minilm", help="'minilm', a Hugging Face id or a local folder"
+        "--model",
+        default="minilm",
+        help="a packaged model ('minilm', 'mpnet', 'gemma-270m'), a Hugging Face id or a "
+        "local folder",
     )
     p.add_argument(
         "--dataset",
