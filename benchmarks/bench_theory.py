@@ -6,10 +6,16 @@
    residual; inequalities: normalised deficit) in ``max_residual`` and the
    part beyond tolerance (1e-9 relative; 64 ulp) in ``max_violation``, plus
    how tight the noisy remainder bounds are.
-2. Simulator throughput: 10^4 sequences x 128 tokens x 32 layers, noiseless,
-   float64, through the compiled kernel (built before the timing; its build or
-   cache-load time is printed), the pure-torch fallback path, and the plain softmax
-   layer map, all in the same run.
+2. Simulator throughput: 10^4 sequences (10^3 with --quick) x 128 tokens x 32
+   layers, noiseless, float64, through the compiled kernel (built before the
+   timing; its build or cache-load time is printed) and the pure-torch fallback
+   path, and the plain softmax layer map on the first ``--baseline-seq`` of the
+   sequences (default 1000, 250 with --quick) with the kernel again on those:
+   all interleaved in the same run, ``--reps`` (15) times after one warm-up
+   (benchmarks/_timing.py). Times are medians (``*_min_s``: minimums); the
+   speed-up is the median paired ratio on equal work. ``simulate_baseline_s``
+   for all sequences is scaled from the subset, and then named in the JSON's
+   ``extrapolated`` list (``--baseline-seq`` = all sequences: measured, not scaled).
 3. Exactness of the scalar map on an aligned TransformerLens native model.
 4. Population dynamics summary and the D.4 equalisation rate vs 1 / (1 + beta).
 5. Measured heads of MiniLM (skipped with --quick or --no-minilm).
@@ -22,15 +28,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-import theory
-from theory import _ckernel
-from theory._fast import noiseless_trajectory
-from theory.native import native_exactness
-from theory.population import PopulationParams, equalisation_rate, run_population
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import interleaved_times, ratio, summary  # noqa: E402
+
+import theory  # noqa: E402
+from theory import _ckernel  # noqa: E402
+from theory._fast import noiseless_trajectory  # noqa: E402
+from theory.native import native_exactness  # noqa: E402
+from theory.population import PopulationParams, equalisation_rate, run_population  # noqa: E402
 
 
 def bench_checks(n_configs: int, batch: int = 1000) -> dict:
@@ -65,43 +77,75 @@ def bench_checks(n_configs: int, batch: int = 1000) -> dict:
     return {"max_violation": worst, "seconds": seconds, "extra": extra, "n_configs": done}
 
 
-def bench_simulate(n_seq: int, tokens: int = 128, layers: int = 32) -> dict:
+def bench_simulate(
+    n_seq: int, base_seq: int, reps: int, tokens: int = 128, layers: int = 32
+) -> dict:
+    """Simulator wall times, interleaved over ``reps`` repetitions (benchmarks/_timing.py).
+
+    Timed: the compiled kernel (``theory.simulate``) and the pure-torch path on all
+    ``n_seq`` sequences; the generic (noise-capable) layer map and the kernel again
+    on the first ``base_seq`` of them (equal work: the speed-up needs no scaling).
+    ``baseline_s`` for all ``n_seq`` sequences is scaled from the ``base_seq`` run
+    when ``base_seq < n_seq`` and then listed in ``extrapolated``.
+    """
     gen = torch.Generator().manual_seed(0)
     a0 = torch.randn(n_seq, tokens, dtype=torch.float64, generator=gen)
     # build (or load from the cache) the compiled kernel outside the timing
     t0 = time.perf_counter()
     kernel = _ckernel.kernel_status()
     build = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    traj = theory.simulate(a0, layers, beta=0.3, kappa=0.5)
-    fast = time.perf_counter() - t0
-    # the pure-torch path (the fallback without a C compiler), same input
-    beta, kappa = (
-        torch.full((n_seq,), 0.3, dtype=a0.dtype),
-        torch.full((n_seq,), 0.5, dtype=a0.dtype),
-    )
-    t0 = time.perf_counter()
-    torch_traj = noiseless_trajectory(a0, beta, kappa, layers)
-    torch_path = time.perf_counter() - t0
-    # baseline: the generic (noise-capable) layer map on a subset, same run
-    sub = max(1, n_seq // 10)
-    t0 = time.perf_counter()
-    a = a0[:sub]
-    for _ in range(layers):
-        a = torch.cat(
-            [theory.layer_update(a[i : i + 64], beta=0.3, kappa=0.5) for i in range(0, sub, 64)]
-        )
-    base = (time.perf_counter() - t0) * n_seq / sub
-    scale = a.abs().amax(-1, keepdim=True)
+    beta = torch.full((n_seq,), 0.3, dtype=a0.dtype)
+    kappa = torch.full((n_seq,), 0.5, dtype=a0.dtype)
+    sub = a0[:base_seq]
+    out: dict = {}
+
+    def kernel_all():
+        out["kernel"] = theory.simulate(a0, layers, beta=0.3, kappa=0.5)
+
+    def torch_path_all():  # the fallback without a C compiler, same input
+        out["torch"] = noiseless_trajectory(a0, beta, kappa, layers)
+
+    def generic_map_sub():
+        a = sub
+        for _ in range(layers):
+            chunks = [
+                theory.layer_update(a[i : i + 64], beta=0.3, kappa=0.5)
+                for i in range(0, len(a), 64)
+            ]
+            a = torch.cat(chunks)
+        out["baseline"] = a
+
+    methods = {
+        "kernel": kernel_all,
+        "torch_path": torch_path_all,
+        "baseline_sub": generic_map_sub,
+        "kernel_sub": lambda: theory.simulate(sub, layers, beta=0.3, kappa=0.5),
+    }
+
+    def progress(i: int) -> None:
+        print(f"  simulate: repetition {i + 1}/{reps}", file=sys.stderr, flush=True)
+
+    times = interleaved_times(methods, reps, on_rep=progress)
+    stats = {name: summary(t) for name, t in times.items()}
+    scale = n_seq / base_seq
+    a = out["baseline"]
+    norm = a.abs().amax(-1, keepdim=True)
     return {
-        "simulate_s": fast,
+        "simulate_s": stats["kernel"]["median_s"],
+        "simulate_min_s": stats["kernel"]["min_s"],
         "kernel": kernel,
         "kernel_load_s": build,
-        "torch_path_s": torch_path,
-        "baseline_s": base,
-        "speedup": base / fast,
-        "rel_diff": float(((traj[:sub, -1] - a).abs() / scale).max()),
-        "rel_diff_torch_path": float(((torch_traj[:sub, -1] - a).abs() / scale).max()),
+        "torch_path_s": stats["torch_path"]["median_s"],
+        "torch_path_min_s": stats["torch_path"]["min_s"],
+        "baseline_measured_s": stats["baseline_sub"]["median_s"],
+        "baseline_s": stats["baseline_sub"]["median_s"] * scale,
+        "extrapolated": ["simulate_baseline_s"] if base_seq < n_seq else [],
+        "speedup": ratio(times["baseline_sub"], times["kernel_sub"]),
+        "torch_path_vs_kernel": ratio(times["torch_path"], times["kernel"]),
+        "rel_diff": float(((out["kernel"][:base_seq, -1] - a).abs() / norm).max()),
+        "rel_diff_torch_path": float(((out["torch"][:base_seq, -1] - a).abs() / norm).max()),
+        "base_seq": base_seq,
+        "reps": reps,
     }
 
 
@@ -110,9 +154,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="10^3 configurations, 10^3 sequences")
     ap.add_argument("--configs", type=int, default=None)
     ap.add_argument("--no-minilm", action="store_true")
+    ap.add_argument("--reps", type=int, default=15, help="simulator timing repetitions")
+    ap.add_argument(
+        "--baseline-seq",
+        type=int,
+        default=None,
+        help="sequences for the generic layer map (default 250 quick, 1000; all = no scaling)",
+    )
     args = ap.parse_args(argv)
     n_configs = args.configs or (1000 if args.quick else 10_000)
     n_seq = 1000 if args.quick else 10_000
+    base_seq = min(n_seq, args.baseline_seq or (250 if args.quick else 1000))
+    if base_seq < 1:
+        raise ValueError(f"--baseline-seq must be >= 1, got {args.baseline_seq}")
     print(f"torch threads: {torch.get_num_threads()}")
 
     print(f"[1] statement checks over {n_configs} random configurations")
@@ -124,11 +178,18 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {key}: {v:.4g}")
 
     print(f"[2] simulate {n_seq} x 128 tokens x 32 layers (float64, noiseless)")
-    sim = bench_simulate(n_seq)
+    sim = bench_simulate(n_seq, base_seq, args.reps)
     print(f"  kernel: {sim['kernel']} (build or cache load {sim['kernel_load_s']:.2f} s)")
+    scaled = f" (scaled x{n_seq / base_seq:g})" if sim["extrapolated"] else ""
     print(
-        f"  simulate {sim['simulate_s']:.2f} s; pure-torch path {sim['torch_path_s']:.2f} s; "
-        f"generic layer map {sim['baseline_s']:.2f} s (ratio {sim['speedup']:.1f}x); "
+        f"  medians of {args.reps} interleaved runs: simulate {sim['simulate_s']:.2f} s "
+        f"(min {sim['simulate_min_s']:.2f}); pure-torch path {sim['torch_path_s']:.2f} s; "
+        f"generic layer map on {base_seq} sequences {sim['baseline_measured_s']:.2f} s, "
+        f"for {n_seq}: {sim['baseline_s']:.2f} s{scaled}"
+    )
+    print(
+        f"  speed-up vs generic map on equal work: median paired "
+        f"{sim['speedup']['median_paired']:.1f}x, min/min {sim['speedup']['min_ratio']:.1f}x; "
         f"max rel diff {sim['rel_diff']:.1e} (torch path {sim['rel_diff_torch_path']:.1e})"
     )
 
@@ -202,6 +263,20 @@ def main(argv: list[str] | None = None) -> dict:
         "simulate_torch_path_s": sim["torch_path_s"],
         "simulate_kernel": sim["kernel"],
         "simulate_rel_diff": sim["rel_diff"],
+        # added: how the simulator figures were obtained
+        "simulate_reps": sim["reps"],
+        "simulate_min_s": sim["simulate_min_s"],
+        "simulate_torch_path_min_s": sim["torch_path_min_s"],
+        "simulate_baseline_n_seq": sim["base_seq"],
+        "simulate_baseline_measured_s": sim["baseline_measured_s"],
+        "simulate_speedup_vs_baseline": sim["speedup"]["median_paired"],
+        "simulate_speedup_vs_baseline_min_ratio": sim["speedup"]["min_ratio"],
+        "simulate_torch_path_vs_kernel": sim["torch_path_vs_kernel"]["median_paired"],
+        "extrapolated": sim["extrapolated"],
+        "simulate_timing": "medians (and minimums) of interleaved repetitions after one "
+        "warm-up; speed-ups are medians of paired ratios on equal work (the first "
+        "simulate_baseline_n_seq sequences); simulate_baseline_s is scaled to "
+        "simulate_n_seq when listed in extrapolated",
         "tolerance": {"identity": 1e-9, "inequality": theory.configs.ROUNDING},
         "bounds": checks["extra"],
         "population": summary,
