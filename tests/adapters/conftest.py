@@ -24,14 +24,19 @@ def minilm_nnsight(minilm_folder):
 
 
 @pytest.fixture(scope="session")
-def tiny_bert_folder(tmp_path_factory, minilm_folder):
-    """A small random BERT (context 32, dropout 0.1) saved with MiniLM's tokenizer."""
+def minilm_tokenizer(minilm_folder):
     from transformers import AutoTokenizer
 
+    return AutoTokenizer.from_pretrained(str(minilm_folder))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_folder(tmp_path_factory, minilm_tokenizer):
+    """A small random BERT (context 32, dropout 0.1) saved with MiniLM's tokenizer."""
     from tests.adapters.helpers import save_tiny_bert
 
     folder = tmp_path_factory.mktemp("tiny_bert")
-    save_tiny_bert(folder, AutoTokenizer.from_pretrained(str(minilm_folder)))
+    save_tiny_bert(folder, minilm_tokenizer)
     return folder
 
 

@@ -38,22 +38,22 @@ def reference(tiny_bert_folder):
     return load_hf(tiny_bert_folder)
 
 
-def make_lens(kind, folder, bridge):
+def make_lens(kind, folder, bridge, tokenizer):
     """(lens, the nn.Module whose flags it must respect) for one adapter."""
     if kind == "hf":
         model = load_hf(folder)
-        return ConceptLens(model), model
+        return ConceptLens(model, tokenizer=tokenizer), model
     if kind == "nnsight":
         model = load_hf(folder)
-        return ConceptLens(wrap_nnsight(model)), model
+        return ConceptLens(wrap_nnsight(model), tokenizer=tokenizer), model
     return ConceptLens(bridge, fast_path=kind == "bridge_fast"), bridge
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_dropout_off_while_streaming_and_training_restored(
-    kind, tiny_bert_folder, tiny_bridge, reference
+    kind, tiny_bert_folder, tiny_bridge, reference, minilm_tokenizer
 ):
-    lens, model = make_lens(kind, tiny_bert_folder, tiny_bridge)
+    lens, model = make_lens(kind, tiny_bert_folder, tiny_bridge, minilm_tokenizer)
     expected, mask = hf_hidden_states(reference, lens), attended(lens)
     saved = {m: m.training for _, m in named_modules(model)}
     model.train()  # a bridge's train() reaches the Hugging Face model it wraps

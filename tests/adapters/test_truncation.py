@@ -26,14 +26,13 @@ FITS = " ".join(["word"] * (N_CTX - 2))  # what LONG becomes: exactly the contex
 KINDS = ["hf", "nnsight", "bridge_fast", "bridge_hook_points", "bridge_native", "hooked_root"]
 
 
-def make_lens(kind, folder, bridge):
+def make_lens(kind, folder, bridge, tokenizer):
     if kind == "hf":
-        return ConceptLens(load_hf(folder))
+        return ConceptLens(load_hf(folder), tokenizer=tokenizer)
     if kind == "nnsight":
-        return ConceptLens(wrap_nnsight(load_hf(folder)))
+        return ConceptLens(wrap_nnsight(load_hf(folder)), tokenizer=tokenizer)
     if kind in ("bridge_fast", "bridge_hook_points"):
         return ConceptLens(bridge, fast_path=kind == "bridge_fast")
-    tokenizer = load_hf_tokenizer(folder)
     if kind == "bridge_native":
         from transformer_lens.model_bridge.sources.native import boot
 
@@ -51,15 +50,11 @@ def make_lens(kind, folder, bridge):
     return ConceptLens(legacy_model(tokenizer, n_ctx=N_CTX))
 
 
-def load_hf_tokenizer(folder):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder))
-
-
 @pytest.mark.parametrize("kind", KINDS)
-def test_long_texts_are_cut_to_the_model_context(kind, tiny_bert_folder, tiny_bridge):
-    lens = make_lens(kind, tiny_bert_folder, tiny_bridge)
+def test_long_texts_are_cut_to_the_model_context(
+    kind, tiny_bert_folder, tiny_bridge, minilm_tokenizer
+):
+    lens = make_lens(kind, tiny_bert_folder, tiny_bridge, minilm_tokenizer)
     assert lens.tokenizer.model_max_length > N_CTX
     assert lens.max_length == N_CTX
     texts = ["a short one", LONG]
