@@ -8,12 +8,14 @@ unit concepts, all 7 residual layers. Compared, in one run:
       each adapter: Hugging Face model (``hf``), TransformerBridge fast path
       (``bridge``), TransformerBridge through its hook points (``bridge_hooks``),
       nnsight (``nnsight``)
-  (c) ``cache_then_project``: TransformerLens ``run_with_cache`` on every hook
+  (c) ``bare_bridge``: bare TransformerBridge forward (its hook points idle),
+      for context: the TransformerLens baselines below pay its cost
+  (d) ``cache_then_project``: TransformerLens ``run_with_cache`` on every hook
       point, then projection of the residuals
-  (d) ``cache_filtered_then_project``: ``run_with_cache(names_filter=...)`` with
+  (e) ``cache_filtered_then_project``: ``run_with_cache(names_filter=...)`` with
       exactly the residual hook names the lens reads, then projection (the fair
       TransformerLens baseline)
-  (e) ``hidden_states_then_project``: Hugging Face ``output_hidden_states=True``,
+  (f) ``hidden_states_then_project``: Hugging Face ``output_hidden_states=True``,
       then projection (the fair Hugging Face baseline)
 
 Time (benchmarks/_timing.py): one untimed warm-up of every method, then
@@ -71,6 +73,7 @@ TIME_PAIRS = {
     "cache_vs_bare": ("cache_then_project", "bare_hf"),
     "cache_filtered_vs_bare": ("cache_filtered_then_project", "bare_hf"),
     "hidden_states_vs_bare": ("hidden_states_then_project", "bare_hf"),
+    "bare_bridge_vs_bare": ("bare_bridge", "bare_hf"),
     "stream_vs_cache_filtered": ("stream_bridge", "cache_filtered_then_project"),
     "stream_vs_hidden_states": ("stream_hf", "hidden_states_then_project"),
 }
@@ -140,6 +143,10 @@ def build(folder: str):
         with torch.no_grad():
             return hf(**enc)
 
+    def bare_bridge():
+        with torch.no_grad():
+            return bridge(ids, attention_mask=mask)
+
     def cache_then_project():
         with torch.no_grad():
             _, cache = bridge.run_with_cache(ids, attention_mask=mask)
@@ -166,6 +173,7 @@ def build(folder: str):
         methods[f"stream_{name}"] = lambda lens=lens: lens.scores(
             texts, bank, batch_size=N_TEXTS, progress=False
         )
+    methods["bare_bridge"] = bare_bridge
     methods["cache_then_project"] = cache_then_project
     methods["cache_filtered_then_project"] = cache_filtered_then_project
     methods["hidden_states_then_project"] = hidden_then_project
