@@ -18,6 +18,9 @@ Conventions shared by all detectors:
   the MaxTok best-F1 threshold for it (``fallback_``, ``n_`` NaN, a warning).
 - ``match_columns=True``: score columns are clusters / SAE units; each
   ground-truth concept picks the column (and layer, N) with the best cal F1.
+
+The prompting baseline (:class:`PromptDetector`, generative models only) reads
+no scores: it asks the model per sample and concept and needs no calibration.
 """
 
 from .aggregators import AGGREGATORS, AggregatorDetector, aggregate
@@ -31,7 +34,9 @@ from .calibration import (
     select_best,
     superact_thresholds,
 )
+from .generative import load_generative
 from .metrics import bootstrap_weighted_f1, detection_metrics, detection_report, weighted_f1
+from .prompting import DEFAULT_QUESTION, PromptDetector, describe_concept, prompt_report
 from .segments import (
     padded_segments,
     segment_any,
@@ -47,15 +52,18 @@ from .superact import FixedNDetector, SuperActivatorDetector, in_concept_mask, s
 __all__ = [
     "AGGREGATORS",
     "DEFAULT_N_GRID",
+    "DEFAULT_QUESTION",
     "METHODS",
     "AggregatorDetector",
     "BaseDetector",
     "FixedNDetector",
+    "PromptDetector",
     "SuperActivatorDetector",
     "aggregate",
     "best_f1_threshold",
     "bootstrap_weighted_f1",
     "count_above",
+    "describe_concept",
     "detection_metrics",
     "detection_report",
     "evaluate_detectors",
@@ -63,7 +71,9 @@ __all__ = [
     "f1_from_counts",
     "in_concept_mask",
     "load_detector",
+    "load_generative",
     "padded_segments",
+    "prompt_report",
     "quantile_levels",
     "segment_any",
     "segment_ids",

@@ -1,0 +1,103 @@
+"""Generative models for the prompting baseline: load a causal LM, check its head, find Yes/No.
+
+A model name resolves as in :func:`superact_lens.adapters.load_model` (packaged
+name, local folder, Hugging Face id), but the checkpoint is loaded with its
+language-model head (``AutoModelForCausalLM``); an encoder is refused from its
+config alone, before any weight is read.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from superact_lens.errors import InputError, InputTypeError
+
+__all__ = ["answer_token_ids", "check_causal_lm", "load_generative"]
+
+_GENERATIVE_HEADS = ("ForCausalLM", "LMHeadModel")
+
+
+class _NotGenerative(InputError):
+    """The checkpoint has no language-model head."""
+
+
+def _source_of(name: str) -> str:
+    """Folder or Hub id behind a model name (packaged models are prepared first)."""
+    from superact_lens.adapters.zoo import packaged_model, prepare
+
+    packaged = packaged_model(name)
+    return str(prepare(packaged)) if packaged is not None else name
+
+
+def load_generative(
+    name: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+) -> tuple[nn.Module, Any]:
+    """``(causal LM, tokenizer)`` for a packaged model name, a local folder or a Hub id.
+
+    The checkpoint must name a language-model head (``...ForCausalLM`` /
+    ``...LMHeadModel`` in ``config.architectures``); an encoder such as MiniLM is an
+    InputError before any weight is read. Loaded with eager attention, like the lens.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"model: expected a model name, folder or Hugging Face id, got {name!r}")
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    source = _source_of(name)
+    try:
+        config = AutoConfig.from_pretrained(source)
+        architectures = list(getattr(config, "architectures", None) or [])
+        if not any(a.endswith(_GENERATIVE_HEADS) for a in architectures):
+            raise _NotGenerative(
+                f"{name} is not a generative model (its checkpoint is "
+                f"{', '.join(architectures) or 'a model without a named head'}; the prompting "
+                "baseline needs a language-model head, e.g. ...ForCausalLM)"
+            )
+        kwargs: dict[str, Any] = {"attn_implementation": "eager"}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs).eval()
+    except _NotGenerative:
+        raise
+    except (OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"model: could not load {name!r} as a causal LM: {first}") from None
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
+
+
+def answer_token_ids(tokenizer: Any, answers: Sequence[str]) -> list[int]:
+    """Ids of the single tokens that spell one of ``answers`` (first token of each
+    encoding, kept only if it decodes to the whole answer)."""
+    ids: list[int] = []
+    for answer in answers:
+        encoded = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        if not encoded:
+            continue
+        first = int(encoded[0])
+        if tokenizer.decode([first]).strip().lower() == answer.strip().lower():
+            if first not in ids:
+                ids.append(first)
+    return ids
+
+
+def check_causal_lm(model: Any) -> None:
+    """TypeError unless ``model`` is an ``nn.Module`` with a language-model head."""
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(
+            f"model: expected a causal language model or a model name, got {type(model).__name__}"
+        )
+    head = getattr(model, "get_output_embeddings", None)
+    if not callable(head) or head() is None:
+        raise InputTypeError(
+            f"model: a {type(model).__name__} has no language-model head; the prompting "
+            "baseline needs a generative model (e.g. AutoModelForCausalLM)"
+        )
+    if "input_ids" not in inspect.signature(model.forward).parameters:
+        raise InputTypeError(f"model: {type(model).__name__}.forward takes no input_ids")
