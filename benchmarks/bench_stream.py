@@ -17,6 +17,9 @@ unit concepts, all 7 residual layers. Compared, in one run:
       TransformerLens baseline)
   (f) ``hidden_states_then_project``: Hugging Face ``output_hidden_states=True``,
       then projection (the fair Hugging Face baseline)
+  (g) ``tokenize_lens``: the lens's tokenisation alone. The ``stream_*`` methods
+      include it, the baselines get pre-tokenised ids: every ``stream_vs_*``
+      ratio is conservative by about ``tokenize_vs_bare``.
 
 Time (benchmarks/_timing.py): one untimed warm-up of every method, then
 ``--reps`` repetitions, each running every method once in a shuffled order.
@@ -74,6 +77,7 @@ TIME_PAIRS = {
     "cache_filtered_vs_bare": ("cache_filtered_then_project", "bare_hf"),
     "hidden_states_vs_bare": ("hidden_states_then_project", "bare_hf"),
     "bare_bridge_vs_bare": ("bare_bridge", "bare_hf"),
+    "tokenize_vs_bare": ("tokenize_lens", "bare_hf"),
     "stream_vs_cache_filtered": ("stream_bridge", "cache_filtered_then_project"),
     "stream_vs_hidden_states": ("stream_hf", "hidden_states_then_project"),
 }
@@ -173,6 +177,7 @@ def build(folder: str):
         methods[f"stream_{name}"] = lambda lens=lens: lens.scores(
             texts, bank, batch_size=N_TEXTS, progress=False
         )
+    methods["tokenize_lens"] = lambda: lenses["hf"].tokenize(texts)
     methods["bare_bridge"] = bare_bridge
     methods["cache_then_project"] = cache_then_project
     methods["cache_filtered_then_project"] = cache_filtered_then_project
