@@ -206,7 +206,9 @@ def errors_vs_cache(lenses, texts, ids, bank, reference: torch.Tensor) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="15 repetitions (~3 min on 2 cores)")
+    parser.add_argument(
+        "--quick", action="store_true", help="15 repetitions (~3 min, 2 idle cores)"
+    )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 15 quick, 31)")
     args = parser.parse_args()
     reps = args.reps or (15 if args.quick else 31)
