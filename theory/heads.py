@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from theory.quantities import mean_variance
+
 __all__ = ["AttentionWeights", "LayerReport", "head_alignment", "measure_layer"]
 
 
@@ -112,12 +114,11 @@ def head_alignment(w: AttentionWeights, c: Tensor) -> dict[str, Tensor]:
     }
 
 
-def _scores(w: AttentionWeights, x: Tensor, pad: Tensor) -> Tensor:
-    """Attention scores ``[N, H, T, T]`` with padding / causal positions at ``-inf``."""
+def _scores(w: AttentionWeights, x: Tensor) -> Tensor:
+    """Bilinear attention logits ``[N, H, T, T]`` from the weights (no mask)."""
     q = torch.einsum("ntd,hde->nhte", x, w.W_Q) + w.b_Q[None, :, None]
     k = torch.einsum("ntd,hde->nhte", x, w.W_K) + w.b_K[None, :, None]
-    s = q @ k.transpose(-1, -2) / w.scale
-    return s.masked_fill(_blocked(pad, w.causal)[:, None], float("-inf"))
+    return q @ k.transpose(-1, -2) / w.scale
 
 
 def _blocked(pad: Tensor, causal: bool) -> Tensor:
@@ -129,11 +130,44 @@ def _blocked(pad: Tensor, causal: bool) -> Tensor:
     return block
 
 
-def _scalar_update(a: Tensor, kappa: Tensor, beta: Tensor, block: Tensor) -> Tensor:
-    """Scalar map update ``sum_h beta_h sum_j softmax_j(kappa_h a_i a_j) a_j``: ``[N, T]``."""
+def _scalar_heads(a: Tensor, kappa: Tensor, beta: Tensor, block: Tensor) -> Tensor:
+    """Per-head scalar map update ``beta_h sum_j softmax_j(kappa_h a_i a_j) a_j``: ``[N, H, T]``."""
     logits = kappa[None, :, None, None] * a[:, None, :, None] * a[:, None, None, :]
-    p = torch.softmax(logits.masked_fill(block[:, None], float("-inf")), -1)
-    return torch.einsum("h,nhij,nj->ni", beta, p, a)
+    p = torch.softmax(logits.masked_fill(block[:, None], float("-inf")), -1).nan_to_num(0.0)
+    return beta[None, :, None] * torch.einsum("nhij,nj->nhi", p, a)
+
+
+def _scalar_update(a: Tensor, kappa: Tensor, beta: Tensor, block: Tensor) -> Tensor:
+    """Scalar map update summed over heads: ``[N, T]``."""
+    return _scalar_heads(a, kappa, beta, block).sum(1)
+
+
+def _fit_kappa(scores: Tensor, a: Tensor, allowed: Tensor) -> Tensor:
+    """Per-head least-squares ``kappa`` of the logits on ``a_i a_j``, each row centred.
+
+    Softmax ignores a constant per row, so logits and ``a_i a_j`` are centred over
+    each row's allowed keys before the slope is taken. scores: ``[N, H, T, T]``;
+    allowed: ``[N, T, T]`` (query rows to use, keys they may attend). Returns ``[H]``.
+    """
+    m = allowed[:, None].to(a.dtype)
+    n = m.sum(-1, keepdim=True).clamp_min(1)
+    s = scores.nan_to_num(0.0, posinf=0.0, neginf=0.0) * m
+    s = (s - s.sum(-1, keepdim=True) / n) * m
+    aj = a[:, None, None, :] * m
+    z = a[:, None, :, None] * (aj - aj.sum(-1, keepdim=True) / n) * m
+    return (s * z).sum((0, 2, 3)) / (z * z).sum((0, 2, 3)).clamp_min(1e-300)
+
+
+def _half_range(eps: Tensor, block: Tensor) -> Tensor:
+    """Row half-range of ``eps`` ``[N, H, T, T]`` over allowed keys: ``[N, H, T]``.
+
+    The smallest ``delta`` with ``|eps_ij - m_i| <= delta`` for some row shift ``m_i``
+    (softmax is shift-invariant per row, so this is the row's effective ``delta``).
+    """
+    b = block[:, None]
+    hi = eps.masked_fill(b, -math.inf).amax(-1)
+    lo = eps.masked_fill(b, math.inf).amin(-1)
+    return ((hi - lo) / 2).nan_to_num(0.0, posinf=0.0, neginf=0.0)
 
 
 def _fit_scalar_map(a: Tensor, delta: Tensor, block: Tensor, valid: Tensor) -> dict[str, float]:
@@ -174,6 +208,17 @@ class LayerReport:
     the aligned value terms with measured attention, relative to ``std(a)``;
     ``exact_err``: max error of recomputing ``c . attn_out`` from the weights
     (checks the capture, ~float rounding).
+
+    ``heads`` holds ``[H]`` lists: :func:`head_alignment`'s numbers (``kappa`` is
+    the one used: from the weights or fitted to the logits, see
+    :func:`measure_layer`; both are kept as ``kappa_weights`` / ``kappa_fit``) and,
+    taking each head in turn as *the* aligned head of (A1)-(A3):
+    ``delta_median`` / ``delta_p95`` (its logit residual), ``eta_std`` (the update
+    minus its aligned value term, over ``std(a)``), ``corr`` (update vs its scalar
+    prediction ``beta_h g(kappa_h a)``), ``snr``, ``d7_ratio``, ``d7_fraction`` (see
+    :func:`measure_layer`). With ``stream`` given: ``corr_scalar_stream`` (the
+    all-heads prediction vs ``c . stream``), ``stream_slope`` / ``stream_corr``
+    (regression of ``c . stream`` on ``c . attn_out``).
     """
 
     layer: int
@@ -189,9 +234,50 @@ class LayerReport:
     std_a: float
     std_update: float
     exact_err: float
+    range_a: float = math.nan
+    kappa_source: str = "weights"
+    corr_scalar_stream: float | None = None
+    stream_slope: float | None = None
+    stream_corr: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _slope(x: Tensor, y: Tensor) -> float:
+    x0, y0 = x - x.mean(), y - y.mean()
+    return float((x0 * y0).sum() / (x0 * x0).sum().clamp_min(1e-300))
+
+
+def _seq_range(a: Tensor, rows: Tensor) -> Tensor:
+    """Range of ``a`` over each sequence's ``rows`` tokens, sequences with >= 2 of them: ``[S]``."""
+    hi = a.masked_fill(~rows, -math.inf).amax(-1)
+    lo = a.masked_fill(~rows, math.inf).amin(-1)
+    return (hi - lo)[rows.sum(-1) >= 2]
+
+
+def _snr(kappa: Tensor, beta: Tensor, a: Tensor, half: Tensor, rows: Tensor) -> dict:
+    """Theorem D.7's signal-to-noise numbers per head (see :func:`measure_layer`)."""
+    H = kappa.shape[0]
+    d_med = torch.stack([half[:, h][rows].median() for h in range(H)])
+    r_med = _seq_range(a, rows).median()
+    snr = kappa.abs() * r_med**2 / (4 * torch.tanh(d_med).clamp_min(1e-300))
+    ratios = []
+    for n in range(a.shape[0]):
+        tok = a[n][rows[n]]
+        if tok.numel() < 2 or tok.max() == tok.min():
+            continue
+        lo, hi = tok.min().expand(H), tok.max().expand(H)
+        vbar, _ = mean_variance(tok.expand(H, -1), lo, hi, kappa, rtol=1e-8)
+        d_n = half[n][:, rows[n]].amax(-1)
+        ratios.append(kappa.abs() * vbar / torch.tanh(d_n).clamp_min(1e-300))
+    ratio = torch.stack(ratios)  # [S, H]
+    signed = (beta * kappa > 0).to(a.dtype)
+    return {
+        "snr": snr * signed,
+        "d7_ratio": ratio.median(0).values * signed,
+        "d7_fraction": (ratio > 1).to(a.dtype).mean(0) * signed,
+    }
 
 
 def measure_layer(
@@ -202,52 +288,102 @@ def measure_layer(
     pad: Tensor | None = None,
     *,
     layer: int = 0,
+    scores: Tensor | None = None,
+    blocked: Tensor | None = None,
+    rows: Tensor | None = None,
+    kappa: str = "weights",
+    stream: Tensor | None = None,
 ) -> LayerReport:
     """Compare the measured attention update along ``c`` with the scalar prediction.
 
     w: the layer's weights; c: ``[d_model]`` concept vector; x: ``[N, T, d_model]``
     attention input; attn_out: ``[N, T, d_model]`` attention sublayer output
     (output projection incl. bias, before residual add / LN); pad: ``[N, T]``
-    True for real tokens (default all). All statistics use real tokens only.
+    True for real tokens (default all). Optional, for models whose logits are not
+    the bilinear form of ``w`` (q/k norms, RoPE): ``scores`` ``[N, H, T, T]`` the
+    model's own logits before masking; ``blocked`` ``[N, T, T]`` the mask (default
+    padding + ``w.causal``; pass it for sliding windows); ``rows`` ``[N, T]`` the
+    query tokens the statistics use (default ``pad``; e.g. without BOS, which
+    stays a key); ``kappa``: ``"weights"`` (``alpha_h / scale``) or ``"fit"`` (row-
+    centred least-squares slope of the logits on ``a_i a_j``); ``stream``: what the
+    sublayer adds to the residual stream, if not ``attn_out``.
+
+    Theorem D.7 per head: a gap is guaranteed to grow only where ``|a_i - a_j| beta
+    kappa V~ > R* = |beta| range(a) tanh(delta) + 2 eta`` (sharp remainder,
+    :func:`theory.sharp_remainder_bound`), which needs ``beta kappa > 0``. Over a
+    sequence's ``rows`` tokens, with ``delta`` its largest row half-range (the
+    theorem's uniform bound) and ``eta = 0`` (generous): ``d7_ratio`` is the
+    median over sequences of gain / ``R*`` at the widest pair (``|a_i - a_j| =
+    range(a)``, so the ratio is ``|kappa| Vbar / tanh(delta)``, with the noiseless
+    ``Vbar`` of Theorem D.2 standing in for ``V~``); ``d7_fraction`` the share of
+    sequences where it exceeds 1; ``snr = |kappa| range(a)^2 / (4 tanh(delta))``
+    an upper bound on any pair's ratio (``V~ <= range(a)^2 / 4``) at the median
+    range and median row ``delta``. All three are 0 where ``beta kappa <= 0``.
     """
     if x.dim() != 3 or attn_out.shape != x.shape:
         raise ValueError("x, attn_out: expected equal shapes [N, T, d_model]")
+    if kappa not in ("weights", "fit"):
+        raise ValueError(f"kappa: expected 'weights' or 'fit', got {kappa!r}")
     dtype = torch.float64
     w = w.to(dtype)
     x, attn_out = x.to(dtype), attn_out.to(dtype)
     c = _unit(c.to(dtype), x.shape[-1])
     pad = torch.ones(x.shape[:2], dtype=torch.bool) if pad is None else pad.bool()
+    rows = pad if rows is None else rows.bool() & pad
+    block = _blocked(pad, w.causal) if blocked is None else blocked.bool()
     al = head_alignment(w, c)
     a = x @ c
     delta = attn_out @ c
-    block = _blocked(pad, w.causal)
-    scores = _scores(w, x, pad)
+    raw = _scores(w, x) if scores is None else scores.to(dtype)
+    scores = raw.masked_fill(block[:, None], float("-inf"))
+    al["kappa_weights"] = al["kappa"]
+    al["kappa_fit"] = _fit_kappa(scores, a, ~block & rows[:, :, None])
+    if kappa == "fit":
+        al["kappa"] = al["kappa_fit"]
+        al["gain"] = al["beta"] * al["kappa"]
+        al["rank"] = al["gain"].argsort(descending=True)
     pattern = torch.softmax(scores, -1).nan_to_num(0.0)
     values = torch.einsum("ntd,hde->nhte", x, w.W_V) + w.b_V[None, :, None]
     writes = torch.einsum("nhte,hef,f->nht", values, w.W_O, c)  # value write along c
     recomputed = torch.einsum("nhij,nhj->ni", pattern, writes) + w.b_O @ c
-    aligned = torch.einsum("h,nhij,nj->ni", al["beta"], pattern, a)
-    scalar = _scalar_update(a, al["kappa"], al["beta"], block)
+    aligned_h = al["beta"][None, :, None] * torch.einsum("nhij,nj->nhi", pattern, a)
+    scalar_h = _scalar_heads(a, al["kappa"], al["beta"], block)
     top = int(al["rank"][0])
-    top_only = _scalar_update(a, al["kappa"][top : top + 1], al["beta"][top : top + 1], block)
-    eps = scores[:, top] - al["kappa"][top] * a[:, :, None] * a[:, None, :]
-    eps = eps.masked_fill(block, float("nan"))
-    half_range = (eps.nan_to_num(-math.inf).amax(-1) - eps.nan_to_num(math.inf).amin(-1)) / 2
-    half_range = half_range[pad]
-    std_a = float(a[pad].std())
-    resid = (delta - aligned)[pad]
+    eps = scores - al["kappa"][None, :, None, None] * a[:, None, :, None] * a[:, None, None, :]
+    half = _half_range(eps, block)  # [N, H, T]
+    std_a = float(a[rows].std())
+    resid = (delta - aligned_h.sum(1))[rows]
+    H = half.shape[1]
+    al["delta_median"] = torch.stack([half[:, h][rows].median() for h in range(H)])
+    al["delta_p95"] = torch.stack([torch.quantile(half[:, h][rows], 0.95) for h in range(H)])
+    al["eta_std"] = torch.stack([(delta - aligned_h[:, h])[rows].std() / std_a for h in range(H)])
+    al["corr"] = torch.tensor(
+        [_corr(delta[rows], scalar_h[:, h][rows]) for h in range(H)], dtype=dtype
+    )
+    al.update(_snr(al["kappa"], al["beta"], a, half, rows))
+    extra = {}
+    if stream is not None:
+        s = stream.to(dtype) @ c
+        extra = {
+            "corr_scalar_stream": _corr(s[rows], scalar_h.sum(1)[rows]),
+            "stream_slope": _slope(delta[rows], s[rows]),
+            "stream_corr": _corr(delta[rows], s[rows]),
+        }
     return LayerReport(
         layer=layer,
         heads={k: v.tolist() for k, v in al.items()},
-        corr_scalar=_corr(delta[pad], scalar[pad]),
-        corr_measured_attention=_corr(delta[pad], aligned[pad]),
-        corr_top_head=_corr(delta[pad], top_only[pad]),
-        fit=_fit_scalar_map(a, delta, block, pad),
-        delta_median=float(half_range.median()),
-        delta_p95=float(torch.quantile(half_range, 0.95)),
+        corr_scalar=_corr(delta[rows], scalar_h.sum(1)[rows]),
+        corr_measured_attention=_corr(delta[rows], aligned_h.sum(1)[rows]),
+        corr_top_head=_corr(delta[rows], scalar_h[:, top][rows]),
+        fit=_fit_scalar_map(a, delta, block, rows),
+        delta_median=float(al["delta_median"][top]),
+        delta_p95=float(al["delta_p95"][top]),
         eta_std=float(resid.std()) / std_a,
         eta_max=float((resid - resid.mean()).abs().max()) / std_a,
         std_a=std_a,
-        std_update=float(delta[pad].std()),
-        exact_err=float((recomputed - delta)[pad].abs().max()),
+        std_update=float(delta[rows].std()),
+        exact_err=float((recomputed - delta)[rows].abs().max()),
+        range_a=float(_seq_range(a, rows).median()),
+        kappa_source=kappa,
+        **extra,
     )

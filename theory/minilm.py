@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from theory.heads import AttentionWeights, measure_layer
+from theory.heads import AttentionWeights
+from theory.specs import BertSpec
 
 __all__ = [
     "bert_attention_weights",
@@ -83,21 +84,7 @@ def load_minilm(dtype: torch.dtype = torch.float32):
 
 def bert_attention_weights(model, layer: int) -> AttentionWeights:
     """Layer ``layer`` of a HF BERT as :class:`AttentionWeights` (TL convention)."""
-    att = model.encoder.layer[layer].attention
-    H = att.self.num_attention_heads
-    dh = att.self.attention_head_size
-    d = att.self.query.in_features
-
-    def split_in(lin) -> tuple[Tensor, Tensor]:
-        w = lin.weight.detach().T.reshape(d, H, dh).transpose(0, 1)
-        return w, lin.bias.detach().reshape(H, dh)
-
-    W_Q, b_Q = split_in(att.self.query)
-    W_K, b_K = split_in(att.self.key)
-    W_V, b_V = split_in(att.self.value)
-    dense = att.output.dense
-    W_O = dense.weight.detach().T.reshape(H, dh, d)
-    return AttentionWeights(W_Q, W_K, W_V, W_O, b_Q, b_K, b_V, dense.bias.detach(), dh**0.5)
+    return BertSpec().weights(model.encoder.layer[layer])
 
 
 @contextmanager
@@ -237,44 +224,20 @@ def minilm_head_report(
     means from ``data`` (texts and spans, e.g. :func:`dataset_concept_data`;
     default :func:`default_concept_data`) on its even-indexed samples, and the
     heads are measured on ``texts`` (default: all of ``data``'s texts); ``source``
-    labels where the concept came from. Returns
-    ``{"layers": [LayerReport dicts + ln_slope, ln_corr], "concept_source": str}``.
+    labels where the concept came from. The measurement is
+    :func:`theory.measured.head_report` (model-agnostic); ``ln_slope`` /
+    ``ln_corr`` name its ``stream_slope`` / ``stream_corr`` (how the post-LN
+    rescales the update along ``c``). Returns
+    ``{"layers": [LayerReport dicts + pattern_err, ln_slope, ln_corr], "concept_source": str}``.
     """
+    from theory.measured import head_report
+
     if model is None or tokenizer is None:
         model, tokenizer = load_minilm()
-    L = len(model.encoder.layer)
-    if concepts is None:
-        if data is None:
-            data = default_concept_data()
-            source = "difference of means, hand-written 'animal' sentences"
-        texts_c, spans = data
-        cap = capture(model, tokenizer, texts_c)
-        inside = token_mask(cap["offsets"], spans)
-        negative = torch.tensor([not s for s in spans])[:, None] & cap["pad"]
-        learn = torch.zeros(len(texts_c), dtype=torch.bool)
-        learn[::2] = True
-        concepts = difference_of_means(
-            cap["hidden"][:L], inside & learn[:, None], negative & learn[:, None]
-        )
-        texts = texts if texts is not None else texts_c
-    if texts is None:
-        raise ValueError("texts: required when concepts are given")
-    concepts = concepts.expand(L, -1) if concepts.dim() == 1 else concepts
-    if concepts.shape[0] != L:
-        raise ValueError(f"concepts: expected [{L}, d_model] or [d_model]")
-    cap = capture(model, tokenizer, texts)
-    reports = []
-    for layer in range(L):
-        c = concepts[layer].double()
-        c = c / c.norm()
-        x, attn = cap["hidden"][layer], cap["attn_out"][layer]
-        w = bert_attention_weights(model, layer)
-        rep = measure_layer(w, c, x, attn, cap["pad"], layer=layer).to_dict()
-        upd = attn.double() @ c
-        after = (cap["post_ln"][layer].double() - x.double()) @ c
-        u, v = upd[cap["pad"]], after[cap["pad"]]
-        u0, v0 = u - u.mean(), v - v.mean()
-        rep["ln_slope"] = float((u0 * v0).sum() / (u0 * u0).sum())
-        rep["ln_corr"] = float((u0 * v0).sum() / (u0.norm() * v0.norm()))
-        reports.append(rep)
-    return {"layers": reports, "concept_source": source}
+    if concepts is None and data is None:
+        data = default_concept_data()
+        source = "difference of means, hand-written 'animal' sentences"
+    rep = head_report(model, tokenizer, data=data, texts=texts, concepts=concepts, source=source)
+    for layer in rep["layers"]:
+        layer["ln_slope"], layer["ln_corr"] = layer["stream_slope"], layer["stream_corr"]
+    return {"layers": rep["layers"], "concept_source": rep["concept_source"]}
