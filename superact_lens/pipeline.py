@@ -10,6 +10,11 @@ Two streaming passes over the data, never holding residuals:
 
 Then every detector is calibrated on CAL (layer, N or threshold per concept)
 and evaluated on TEST with bootstrap confidence intervals.
+
+With ``"prompt"`` among the methods (generative models only, off by default: it
+costs one forward pass per test sample and concept), the model is loaded once
+with its language-model head, the lens streams its base model, and the prompting
+baseline asks it about every TEST sample and concept; it needs no calibration.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from torch import Tensor
 
 from superact_lens.concepts import ConceptBank, fit_concepts, make_estimator
 from superact_lens.data import TextDataset, load_dataset, token_masks
-from superact_lens.detection import METHODS, fit_detectors
-from superact_lens.errors import InputError
+from superact_lens.detection import METHODS, PromptDetector, fit_detectors, load_generative
+from superact_lens.errors import InputError, InputTypeError
 from superact_lens.lens import ConceptLens
 from superact_lens.normalization import Normalizer
 from superact_lens.results import build_results
@@ -34,11 +39,13 @@ from superact_lens.scores import TokenScores
 from superact_lens.sinks import NormStatsSink, ProjectionSink, SampleEmbeddingSink, TokenCollector
 from superact_lens.sinks.token_sample import TokenSample
 
-__all__ = ["RunConfig", "Experiment", "run_experiment", "METHODS", "CONCEPT_KINDS"]
+__all__ = ["ALL_METHODS", "CONCEPT_KINDS", "METHODS", "Experiment", "RunConfig", "run_experiment"]
 
 log = logging.getLogger(__name__)
 
 CONCEPT_KINDS = ("linsep", "mean", "kmeans", "klinsep")
+#: Every method ``superact run`` knows; the default (``METHODS``) leaves out ``prompt``.
+ALL_METHODS = (*METHODS, "prompt")
 
 
 def _check_device(device: str) -> None:
@@ -74,9 +81,22 @@ class RunConfig:
     # on MiniLM's normalised tokens finds no knee (inertia falls almost linearly in
     # log k) and returns k=2; a fixed, generous k gives the matching real candidates.
     n_clusters: int | None = 64
+    # Methods to report; "superact" is always added (separability, figures and the
+    # report's claim check are built on it). "prompt" needs a generative model.
+    methods: tuple[str, ...] = METHODS
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.methods, str):
+            raise InputTypeError(f"methods: expected a tuple of method names, got {self.methods!r}")
+        unknown_methods = [m for m in self.methods if m not in ALL_METHODS]
+        if unknown_methods:
+            raise InputError(
+                f"--methods: unknown method(s) {unknown_methods}; "
+                f"choose from {', '.join(ALL_METHODS)}"
+            )
+        chosen = {"superact", *self.methods}
+        self.methods = tuple(m for m in ALL_METHODS if m in chosen)
         unknown = [c for c in self.concepts if c not in CONCEPT_KINDS]
         if unknown or not self.concepts:
             raise InputError(
@@ -113,6 +133,8 @@ class Experiment:
     cal: dict[str, SplitScores]
     test: dict[str, SplitScores]
     detectors: dict[str, dict[str, object]] = field(default_factory=dict)
+    prompt: PromptDetector | None = None  # fitted on nothing; asked on TEST
+    prompt_pred: Bool[Tensor, "n_test C"] | None = None
     results: dict = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -152,20 +174,45 @@ def _spanless_fallback(sample: TokenSample, names: list[str]) -> tuple[TokenSamp
     return replace(sample, token_concepts=token_concepts), notes
 
 
-def prepare(config: RunConfig) -> tuple[ConceptLens, TextDataset, list[int], list[Tensor]]:
-    """Load model and dataset, resolve layers, and map concept spans to token masks."""
+def _open_model(config: RunConfig, names: list[str]) -> tuple[ConceptLens, PromptDetector | None]:
+    """The lens, and the prompting baseline when asked for.
+
+    For ``prompt`` the model is loaded once with its language-model head and the
+    lens streams its base model (the same weights ``AutoModel`` would load).
+    """
+    if "prompt" not in config.methods:
+        lens = ConceptLens(config.model, device=config.device, max_length=config.max_length)
+        return lens, None
+    try:
+        causal, tokenizer = load_generative(config.model)
+    except InputError as err:
+        raise InputError(f"--methods prompt: {err}") from None
+    lens = ConceptLens(
+        causal.base_model, tokenizer=tokenizer, device=config.device, max_length=config.max_length
+    )
+    prompt = PromptDetector(
+        causal, names, tokenizer=tokenizer, batch_size=config.batch_size, progress=config.progress
+    )
+    return lens, prompt.load()
+
+
+def prepare(
+    config: RunConfig,
+) -> tuple[ConceptLens, TextDataset, list[int], list[Tensor], PromptDetector | None]:
+    """Load model and dataset, resolve layers, map concept spans to token masks, and
+    set up the prompting baseline (None unless ``"prompt"`` is among the methods)."""
     dataset = load_dataset(config.dataset, seed=config.seed)
-    lens = ConceptLens(config.model, device=config.device, max_length=config.max_length)
+    lens, prompt = _open_model(config, list(dataset.concepts))
     layers = lens.resolve_layers(config.layers)
     offsets = lens.content_offsets(dataset.texts)
     masks = token_masks(dataset, offsets)
-    return lens, dataset, layers, masks
+    return lens, dataset, layers, masks, prompt
 
 
 def run_experiment(config: RunConfig) -> Experiment:
     """Run the whole method and return the in-memory experiment (results in ``.results``)."""
     t_start = time.perf_counter()
-    lens, ds, layers, masks = prepare(config)
+    lens, ds, layers, masks, prompt = prepare(config)
     names = list(ds.concepts)
     n_concepts = len(names)
     labels_all = torch.as_tensor(np.asarray(ds.labels, dtype=bool))
@@ -264,6 +311,7 @@ def run_experiment(config: RunConfig) -> Experiment:
         cls_banks=cls_banks,
         cal=per_split["cal"],
         test=per_split["test"],
+        prompt=prompt,
         notes=notes,
     )
 
@@ -272,12 +320,17 @@ def run_experiment(config: RunConfig) -> Experiment:
         calibrate(exp, kind)
     t_calibrate = time.perf_counter() - t0
 
-    exp.timing = {
+    timing = {
         "embed": t_embed_train + t_embed_eval,
         "concepts": t_concepts,
         "calibrate": t_calibrate,
-        "total": time.perf_counter() - t_start,
     }
+    if prompt is not None:
+        # Independent of the concept type: asked once, reported under every type.
+        t0 = time.perf_counter()
+        exp.prompt_pred = prompt.predict([ds.texts[i] for i in idx["test"]])
+        timing["prompt"] = time.perf_counter() - t0
+    exp.timing = {**timing, "total": time.perf_counter() - t_start}
     exp.results = build_results(exp, n_train=len(idx["train"]), token_sample=sample)
     return exp
 
@@ -293,7 +346,7 @@ def calibrate(exp: Experiment, kind: str) -> None:
         cal.scores,
         cal.labels,
         cal.masks,
-        methods=METHODS,
+        methods=[m for m in exp.config.methods if m in METHODS],
         seed=exp.config.seed,
         match_columns=bool(exp.banks[kind].metadata.get("unsupervised", False)),
     )

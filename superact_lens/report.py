@@ -57,6 +57,12 @@ def _summary_table(results: dict, methods: Sequence[str]) -> list[str]:
 def _claim_lines(results: dict) -> list[str]:
     lines = []
     for kind, by_method in results.items():
+        if "max" not in by_method or not any(m in by_method for m in BASELINES):
+            lines.append(
+                f"- **{kind}**: not checked (needs max and an aggregation baseline "
+                f"among the methods: {', '.join(BASELINES)})."
+            )
+            continue
         check = claim_check(by_method)
         verdict_a = "holds" if check["beats_baselines"] else "DOES NOT HOLD"
         verdict_b = "holds" if check["close_to_max"] else "DOES NOT HOLD"
@@ -87,6 +93,42 @@ def _concept_table(kind: str, by_method: dict, methods: Sequence[str]) -> list[s
             f"{_f(n_pct, 0) if n_pct is not None else 'n/a'} | " + " | ".join(cells) + " |"
         )
     return lines
+
+
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _prompt_lines(results: dict) -> list[str]:
+    """What the prompting baseline asked and how well the model followed it."""
+    entry = next((by["prompt"] for by in results.values() if "prompt" in by), None)
+    if entry is None:
+        return []
+    info = entry.get("prompt", {})
+    chat = "yes" if info.get("chat_template") else "no (plain prompt)"
+    rate = info.get("prompts_per_s")
+    lines = [
+        "## Prompting baseline",
+        "",
+        "The model is asked about every test sample and concept; the answer is greedy "
+        "decoding's first token restricted to the Yes / No tokens (no calibration, no "
+        "threshold, no layer). It does not depend on the concept type: the same figures "
+        f"appear under every type above. Chat template: {chat}. The prompt, with `{{text}}` "
+        "and `{concept}` filled in per sample and concept:",
+        "",
+        "```text",
+        info.get("template", ""),
+        "```",
+        "",
+        f"- weighted F1 {_with_ci(entry)}; answered Yes to {_share(info.get('yes_rate'))} "
+        f"of {info.get('n_prompts', 'n/a')} prompts",
+        "- the unrestricted greedy token was neither Yes nor No on "
+        f"{_share(info.get('neither_rate'))} of the prompts",
+        f"- {_f(rate, 1)} prompts per second",
+    ]
+    if info.get("n_truncated"):
+        lines.append(f"- {info['n_truncated']} texts were cut to fit the model context")
+    return [*lines, ""]
 
 
 def _separability_table(separability: dict) -> list[str]:
@@ -136,6 +178,7 @@ def render_report(results: dict, figures: Sequence[str] = (), command: str | Non
     ]
     for kind, by_method in results["results"].items():
         out += [*_concept_table(kind, by_method, methods), ""]
+    out += _prompt_lines(results["results"])
     out += [
         "## Separability by depth (test)",
         "",

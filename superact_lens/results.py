@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from superact_lens.analysis import separability, separability_summary
-from superact_lens.detection import METHODS, detection_report
+from superact_lens.detection import detection_report, prompt_report
 
 if TYPE_CHECKING:
     from superact_lens.pipeline import Experiment
     from superact_lens.sinks.token_sample import TokenSample
 
-__all__ = ["build_results", "method_result", "separability_result"]
+__all__ = ["build_results", "method_result", "prompt_result", "separability_result"]
 
 
 def method_result(exp: Experiment, kind: str, method: str) -> dict:
@@ -21,6 +21,25 @@ def method_result(exp: Experiment, kind: str, method: str) -> dict:
         exp.detectors[kind][method],
         test.scores,
         test.labels,
+        list(exp.dataset.concepts),
+        n_resamples=exp.config.n_bootstrap,
+        seed=exp.config.seed,
+    )
+
+
+def prompt_result(exp: Experiment) -> dict:
+    """The ``prompt`` entry on TEST: the same metric functions as every method, null
+    layer / sparsity / threshold, plus ``prompt``: the exact template and diagnostics.
+
+    The question does not depend on the concept type, so one entry serves all types.
+    """
+    if exp.prompt is None or exp.prompt_pred is None:
+        raise RuntimeError("prompt_result: the prompting baseline was not run")
+    first = exp.config.concepts[0]
+    return prompt_report(
+        exp.prompt,
+        exp.prompt_pred,
+        exp.test[first].labels,
         list(exp.dataset.concepts),
         n_resamples=exp.config.n_bootstrap,
         seed=exp.config.seed,
@@ -43,10 +62,15 @@ def separability_result(exp: Experiment, kind: str) -> dict:
 def build_results(exp: Experiment, *, n_train: int, token_sample: TokenSample) -> dict:
     """The results.json dictionary (INTERFACES §3 keys plus a few extras)."""
     ds = exp.dataset
+    scored = [m for m in exp.config.methods if m != "prompt"]
     results = {
-        kind: {method: method_result(exp, kind, method) for method in METHODS}
+        kind: {method: method_result(exp, kind, method) for method in scored}
         for kind in exp.config.concepts
     }
+    if "prompt" in exp.config.methods:
+        entry = prompt_result(exp)
+        for kind in exp.config.concepts:
+            results[kind]["prompt"] = entry
     return {
         "model": exp.config.model,
         "dataset": exp.config.dataset,
@@ -66,6 +90,7 @@ def build_results(exp: Experiment, *, n_train: int, token_sample: TokenSample) -
             "batch_size": exp.config.batch_size,
             "device": exp.config.device,
             "n_bootstrap": exp.config.n_bootstrap,
+            "methods": list(exp.config.methods),
             "token_sample": int(token_sample.embeddings.shape[1]),
         },
     }

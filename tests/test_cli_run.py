@@ -145,3 +145,80 @@ def test_concept_without_spans_is_learned_from_sample_labels(tmp_path, minilm_fo
     assert any("'metal'" in note for note in res["notes"])
     assert res["results"]["linsep"]["superact"]["per_concept"]["metal"]["sparsity"] is None
     assert "no span in the train split" in (out / "report.md").read_text()
+
+
+# --- the prompting baseline (issue 10, item 3) ---------------------------------------
+
+
+def test_methods_default_leaves_prompt_off():
+    from superact_lens.cli.run import _DEFAULT_METHODS, parse_methods
+    from superact_lens.detection import METHODS as DETECTION_METHODS
+    from superact_lens.pipeline import RunConfig
+
+    assert _DEFAULT_METHODS == ",".join(DETECTION_METHODS)
+    assert RunConfig().methods == DETECTION_METHODS
+    assert parse_methods(_DEFAULT_METHODS, prompt=True) == (*DETECTION_METHODS, "prompt")
+    # superact is always computed; order follows the canonical list.
+    assert RunConfig(methods=parse_methods("prompt,mean")).methods == ("superact", "mean", "prompt")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "minilm", "--methods", "superact,prompt"],
+         "--methods prompt: minilm is not a generative model"),
+        (["--model", "minilm", "--prompt"], "--methods prompt: minilm is not a generative model"),
+        (["--methods", "superact,bogus"], "--methods: unknown method(s) ['bogus']"),
+    ],
+)  # fmt: skip
+def test_prompt_errors_are_one_line(tmp_path, capsys, argv, message):
+    args = ["run", "--quiet", "--dataset", "synthetic", "--out", str(tmp_path / "o"), *argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("superact: error:") and message in err[0]
+
+
+def test_prompt_method_on_a_small_decoder(tmp_path):
+    """`--prompt` on a tiny random GPT-2 (LM head, no pad token): one `prompt` entry,
+    the same under every concept type, equal to asking the model about the TEST split."""
+    from superact_lens.data import load_dataset
+    from superact_lens.detection import PromptDetector, detection_metrics
+    from tests.tiny_decoders import gpt2_style, save, tiny_gpt2
+
+    model_dir = save(tmp_path / "gpt2", tiny_gpt2(), gpt2_style())
+    data = tmp_path / "data"
+    write_dataset_folder(make_synthetic_dataset(n=60, seed=1), data)
+    out = tmp_path / "out"
+    argv = ["run", "--model", str(model_dir), "--dataset", str(data), "--out", str(out),
+            "--concepts", "linsep,mean", "--layers", "0,100", "--n-bootstrap", "50",
+            "--no-figures", "--quiet", "--prompt"]  # fmt: skip
+    assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["methods"][-1] == "prompt"
+    assert "prompt" in res["timing_s"]
+    entries = [res["results"][kind]["prompt"] for kind in ("linsep", "mean")]
+    assert entries[0] == entries[1]
+    for kind in ("linsep", "mean"):
+        assert set(res["results"][kind]) == METHODS | {"prompt"}
+    entry = entries[0]
+    for name in ("fruit", "metal", "weather"):
+        pc = entry["per_concept"][name]
+        assert pc["layer"] is None and pc["sparsity"] is None and pc["threshold"] is None
+        assert {"f1", "precision", "recall"} <= set(pc)
+    lo, hi = entry["ci95"]
+    assert lo <= entry["weighted_f1"] <= hi
+    info = entry["prompt"]
+    assert info["template"].startswith("{text}\n\nDoes the text above mention {concept}?")
+    assert info["chat_template"] is False and info["n_prompts"] == res["n_samples"]["test"] * 3
+    # Independently: ask the same model about the TEST split in dataset order.
+    ds = load_dataset(str(data), seed=0)
+    test = ds.split_indices("test")
+    det = PromptDetector(str(model_dir), ds.concepts, progress=False)
+    pred = det.predict([ds.texts[i] for i in test])
+    expected = detection_metrics(pred, ds.labels[test].astype(bool))
+    assert entry["weighted_f1"] == pytest.approx(expected["weighted_f1"])
+    for c, name in enumerate(ds.concepts):
+        assert entry["per_concept"][name]["f1"] == pytest.approx(float(expected["f1"][c]))
+    report = (out / "report.md").read_text()
+    assert "## Prompting baseline" in report and "| prompt |" in report
+    assert "Does the text above mention {concept}? Answer Yes or No." in report

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from superact_lens.errors import InputError
 
-__all__ = ["add_parser", "run", "parse_layers"]
+__all__ = ["add_parser", "run", "parse_layers", "parse_methods"]
+
+_DEFAULT_METHODS = "superact,superact_fixed,cls,mean,last,random,max"
 
 
 def parse_layers(text: str | None) -> list[int | str] | None:
@@ -34,6 +36,17 @@ def parse_layers(text: str | None) -> list[int | str] | None:
             ) from None
         out.append(f"{value:g}%")
     return out
+
+
+def parse_methods(text: str, prompt: bool = False) -> tuple[str, ...]:
+    """``--methods a,b,c`` as a tuple; ``--prompt`` adds ``prompt`` (names are checked
+    by RunConfig)."""
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        raise InputError(f"--methods: expected a comma-separated list of methods, got {text!r}")
+    if prompt and "prompt" not in methods:
+        methods.append("prompt")
+    return tuple(methods)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +79,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "default: every layer",
     )
     p.add_argument(
+        "--methods",
+        default=_DEFAULT_METHODS,
+        help="comma-separated detection methods to report (superact is always included); "
+        "add 'prompt' for the prompting baseline of a generative model (one forward pass "
+        f"per test sample and concept, so off by default). Default: {_DEFAULT_METHODS}",
+    )
+    p.add_argument(
+        "--prompt",
+        action="store_true",
+        help="add the prompting baseline to --methods (generative models only)",
+    )
+    p.add_argument(
         "--n-clusters",
         default="64",
         help="clusters for kmeans/klinsep concepts ('elbow' to choose k by the elbow rule)",
@@ -96,6 +121,10 @@ def _command_line(args: argparse.Namespace) -> str:
     parts += ["--concepts", args.concepts, "--seed", str(args.seed)]
     if args.layers:
         parts += ["--layers", args.layers]
+    if args.methods != _DEFAULT_METHODS:
+        parts += ["--methods", args.methods]
+    if args.prompt:
+        parts.append("--prompt")
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
@@ -121,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         n_bootstrap=args.n_bootstrap,
         n_clusters=_parse_clusters(args.n_clusters),
+        methods=parse_methods(args.methods, args.prompt),
         max_length=args.max_length,
         progress=not args.quiet,
     )
