@@ -3,7 +3,9 @@
 Stands on its own: importing it needs only torch. ``simulate`` runs the scalar
 layer map; ``check_d1`` ... ``check_d10`` turn every statement of Appendix D into
 a measured residual or slack; ``theory.population`` shows the mechanism behind
-Figures 3-4; ``theory.heads`` (lazy model imports) measures real heads.
+Figures 3-4; ``theory.heads`` measures real heads, ``theory.measured`` (lazy model
+imports; ``python -m theory.measured --model gemma-270m``) any model ``theory.specs``
+knows (BERT, Llama, Gemma 3).
 """
 
 from theory.checks import CHECKS, run_checks

@@ -1,9 +1,12 @@
 """Measured heads: the scalar model (A1)-(A3) read off a real attention layer.
 
 Model-agnostic core: it works on one attention layer's weights in
-TransformerLens convention and on captured activations; the adapters that
-produce them live in :mod:`theory.minilm` (Hugging Face BERT) and
-:mod:`theory.native` (TransformerLens native models). No model import here.
+TransformerLens convention and on captured activations (optionally the model's
+own logits, mask and query rows, for heads whose logits are not the bilinear
+form of the weights: q/k norms, RoPE). What produces them lives in
+:mod:`theory.measured` with :mod:`theory.specs` (Hugging Face BERT, Llama,
+Gemma 3) and :mod:`theory.native` (TransformerLens native models). No model
+import here.
 
 For a unit concept vector ``c`` and head ``h``:
 
@@ -33,7 +36,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from theory.quantities import mean_variance
+from theory.head_stats import fit_kappa, half_range, seq_range, snr_numbers
 
 __all__ = ["AttentionWeights", "LayerReport", "head_alignment", "measure_layer"]
 
@@ -142,34 +145,6 @@ def _scalar_update(a: Tensor, kappa: Tensor, beta: Tensor, block: Tensor) -> Ten
     return _scalar_heads(a, kappa, beta, block).sum(1)
 
 
-def _fit_kappa(scores: Tensor, a: Tensor, allowed: Tensor) -> Tensor:
-    """Per-head least-squares ``kappa`` of the logits on ``a_i a_j``, each row centred.
-
-    Softmax ignores a constant per row, so logits and ``a_i a_j`` are centred over
-    each row's allowed keys before the slope is taken. scores: ``[N, H, T, T]``;
-    allowed: ``[N, T, T]`` (query rows to use, keys they may attend). Returns ``[H]``.
-    """
-    m = allowed[:, None].to(a.dtype)
-    n = m.sum(-1, keepdim=True).clamp_min(1)
-    s = scores.nan_to_num(0.0, posinf=0.0, neginf=0.0) * m
-    s = (s - s.sum(-1, keepdim=True) / n) * m
-    aj = a[:, None, None, :] * m
-    z = a[:, None, :, None] * (aj - aj.sum(-1, keepdim=True) / n) * m
-    return (s * z).sum((0, 2, 3)) / (z * z).sum((0, 2, 3)).clamp_min(1e-300)
-
-
-def _half_range(eps: Tensor, block: Tensor) -> Tensor:
-    """Row half-range of ``eps`` ``[N, H, T, T]`` over allowed keys: ``[N, H, T]``.
-
-    The smallest ``delta`` with ``|eps_ij - m_i| <= delta`` for some row shift ``m_i``
-    (softmax is shift-invariant per row, so this is the row's effective ``delta``).
-    """
-    b = block[:, None]
-    hi = eps.masked_fill(b, -math.inf).amax(-1)
-    lo = eps.masked_fill(b, math.inf).amin(-1)
-    return ((hi - lo) / 2).nan_to_num(0.0, posinf=0.0, neginf=0.0)
-
-
 def _fit_scalar_map(a: Tensor, delta: Tensor, block: Tensor, valid: Tensor) -> dict[str, float]:
     """Least-squares fit of ``delta ≈ b0 + beta g(kappa a)`` over a log grid of ``kappa``."""
     best = {"r2": -math.inf, "beta": 0.0, "kappa": 0.0}
@@ -198,7 +173,9 @@ class LayerReport:
     """Per-layer comparison of the measured update along ``c`` with the scalar map.
 
     ``corr_scalar``: correlation of ``c . attn_out`` with the scalar prediction
-    (all heads' ``beta_h g(kappa_h a)``); ``corr_measured_attention``: same with
+    (all heads' ``beta_h g(kappa_h a)``); ``corr_scalar_kappa0``: the same at
+    ``kappa = 0`` (each head averaging ``a`` over the keys it may attend: what the
+    prediction gets without any concept-driven attention); ``corr_measured_attention``: same with
     each head's actual attention pattern; ``corr_top_head``: scalar prediction of
     the top-ranked head alone; ``fit``: best single-head scalar map fitted to
     the measured update (``beta``, ``kappa``, ``beta_kappa``, ``r2``);
@@ -236,6 +213,7 @@ class LayerReport:
     exact_err: float
     range_a: float = math.nan
     kappa_source: str = "weights"
+    corr_scalar_kappa0: float = math.nan
     corr_scalar_stream: float | None = None
     stream_slope: float | None = None
     stream_corr: float | None = None
@@ -247,37 +225,6 @@ class LayerReport:
 def _slope(x: Tensor, y: Tensor) -> float:
     x0, y0 = x - x.mean(), y - y.mean()
     return float((x0 * y0).sum() / (x0 * x0).sum().clamp_min(1e-300))
-
-
-def _seq_range(a: Tensor, rows: Tensor) -> Tensor:
-    """Range of ``a`` over each sequence's ``rows`` tokens, sequences with >= 2 of them: ``[S]``."""
-    hi = a.masked_fill(~rows, -math.inf).amax(-1)
-    lo = a.masked_fill(~rows, math.inf).amin(-1)
-    return (hi - lo)[rows.sum(-1) >= 2]
-
-
-def _snr(kappa: Tensor, beta: Tensor, a: Tensor, half: Tensor, rows: Tensor) -> dict:
-    """Theorem D.7's signal-to-noise numbers per head (see :func:`measure_layer`)."""
-    H = kappa.shape[0]
-    d_med = torch.stack([half[:, h][rows].median() for h in range(H)])
-    r_med = _seq_range(a, rows).median()
-    snr = kappa.abs() * r_med**2 / (4 * torch.tanh(d_med).clamp_min(1e-300))
-    ratios = []
-    for n in range(a.shape[0]):
-        tok = a[n][rows[n]]
-        if tok.numel() < 2 or tok.max() == tok.min():
-            continue
-        lo, hi = tok.min().expand(H), tok.max().expand(H)
-        vbar, _ = mean_variance(tok.expand(H, -1), lo, hi, kappa, rtol=1e-8)
-        d_n = half[n][:, rows[n]].amax(-1)
-        ratios.append(kappa.abs() * vbar / torch.tanh(d_n).clamp_min(1e-300))
-    ratio = torch.stack(ratios)  # [S, H]
-    signed = (beta * kappa > 0).to(a.dtype)
-    return {
-        "snr": snr * signed,
-        "d7_ratio": ratio.median(0).values * signed,
-        "d7_fraction": (ratio > 1).to(a.dtype).mean(0) * signed,
-    }
 
 
 def measure_layer(
@@ -337,7 +284,7 @@ def measure_layer(
     raw = _scores(w, x) if scores is None else scores.to(dtype)
     scores = raw.masked_fill(block[:, None], float("-inf"))
     al["kappa_weights"] = al["kappa"]
-    al["kappa_fit"] = _fit_kappa(scores, a, ~block & rows[:, :, None])
+    al["kappa_fit"] = fit_kappa(scores, a, ~block & rows[:, :, None])
     if kappa == "fit":
         al["kappa"] = al["kappa_fit"]
         al["gain"] = al["beta"] * al["kappa"]
@@ -348,9 +295,10 @@ def measure_layer(
     recomputed = torch.einsum("nhij,nhj->ni", pattern, writes) + w.b_O @ c
     aligned_h = al["beta"][None, :, None] * torch.einsum("nhij,nj->nhi", pattern, a)
     scalar_h = _scalar_heads(a, al["kappa"], al["beta"], block)
+    scalar0 = _scalar_heads(a, torch.zeros_like(al["kappa"]), al["beta"], block)
     top = int(al["rank"][0])
     eps = scores - al["kappa"][None, :, None, None] * a[:, None, :, None] * a[:, None, None, :]
-    half = _half_range(eps, block)  # [N, H, T]
+    half = half_range(eps, block)  # [N, H, T]
     std_a = float(a[rows].std())
     resid = (delta - aligned_h.sum(1))[rows]
     H = half.shape[1]
@@ -360,7 +308,7 @@ def measure_layer(
     al["corr"] = torch.tensor(
         [_corr(delta[rows], scalar_h[:, h][rows]) for h in range(H)], dtype=dtype
     )
-    al.update(_snr(al["kappa"], al["beta"], a, half, rows))
+    al.update(snr_numbers(al["kappa"], al["beta"], a, half, rows))
     extra = {}
     if stream is not None:
         s = stream.to(dtype) @ c
@@ -383,7 +331,8 @@ def measure_layer(
         std_a=std_a,
         std_update=float(delta[rows].std()),
         exact_err=float((recomputed - delta)[rows].abs().max()),
-        range_a=float(_seq_range(a, rows).median()),
+        range_a=float(seq_range(a, rows).median()),
         kappa_source=kappa,
+        corr_scalar_kappa0=_corr(delta[rows], (scalar0.sum(1))[rows]),
         **extra,
     )

@@ -42,8 +42,8 @@ __all__ = ["capture_layers", "head_report", "learn_concepts", "summarise"]
 
 
 @contextmanager
-def _hooks(spec: AttentionSpec, blocks: list):
-    """Record each layer's attention input, RoPE, ``attn_out`` and ``post`` output."""
+def _hooks(spec: AttentionSpec, blocks: list, outputs: bool):
+    """Record each layer's attention input, RoPE and (``outputs``) ``attn_out``, ``post``."""
     store: dict[str, dict[int, object]] = {"x": {}, "pos": {}, "attn_out": {}, "post": {}}
     handles = []
     try:
@@ -62,6 +62,8 @@ def _hooks(spec: AttentionSpec, blocks: list):
                 store["post"][i] = o.detach()
 
             handles.append(spec.attention(blk).register_forward_pre_hook(pre, with_kwargs=True))
+            if not outputs:
+                continue
             handles.append(spec.out_proj(blk).register_forward_hook(out))
             post_module = spec.post(blk)
             if post_module is not None:
@@ -72,13 +74,17 @@ def _hooks(spec: AttentionSpec, blocks: list):
             h.remove()
 
 
-def capture_layers(model, tokenizer, texts: list[str], *, max_length: int = 64) -> dict:
+def capture_layers(
+    model, tokenizer, texts: list[str], *, max_length: int = 64, outputs: bool = True
+) -> dict:
     """One forward pass (right padding); every layer's activations, lists over layers.
 
     Keys: ``x``, ``attn_out``, ``post`` (None where the spec has no post module)
     ``[N, T, d]`` each; ``pos`` (RoPE cos, sin or None); ``attentions``
     ``[N, H, T, T]`` (the model's own); ``pad``, ``content`` ``[N, T]`` (real
     tokens; real tokens without BOS for decoders); ``offsets`` ``[N, T, 2]``.
+    ``outputs=False`` keeps only ``x`` (and ``pos``, masks, offsets): enough to
+    learn concepts, at a fraction of the memory.
     """
     spec = spec_for(model)
     enc = tokenizer(
@@ -92,8 +98,8 @@ def capture_layers(model, tokenizer, texts: list[str], *, max_length: int = 64) 
     )
     offsets = enc.pop("offset_mapping")
     blocks = spec.blocks(model)
-    with _hooks(spec, blocks) as store, torch.no_grad():
-        out = model(**enc, output_attentions=True)
+    with _hooks(spec, blocks, outputs) as store, torch.no_grad():
+        out = model(**enc, output_attentions=outputs)
     L = len(blocks)
     pad = enc["attention_mask"].bool()
     content = pad.clone()
@@ -102,9 +108,9 @@ def capture_layers(model, tokenizer, texts: list[str], *, max_length: int = 64) 
     return {
         "x": [store["x"][i] for i in range(L)],
         "pos": [store["pos"][i] for i in range(L)],
-        "attn_out": [store["attn_out"][i] for i in range(L)],
+        "attn_out": [store["attn_out"].get(i) for i in range(L)],
         "post": [store["post"].get(i) for i in range(L)],
-        "attentions": list(out.attentions),
+        "attentions": list(out.attentions) if outputs else None,
         "pad": pad,
         "content": content,
         "offsets": offsets,
@@ -118,7 +124,7 @@ def learn_concepts(model, tokenizer, data: tuple[list[str], list[list[tuple[int,
     span) against every content token of the samples without a span.
     """
     texts, spans = data
-    cap = capture_layers(model, tokenizer, texts)
+    cap = capture_layers(model, tokenizer, texts, outputs=False)
     inside = token_mask(cap["offsets"], spans) & cap["content"]
     negative = torch.tensor([not s for s in spans])[:, None] & cap["content"]
     learn = torch.zeros(len(texts), dtype=torch.bool)
@@ -232,10 +238,14 @@ def _print(report: dict, seconds: float) -> None:
                 f"{h['corr'][i]:6.3f} {h['snr'][i]:6.3f} {h['d7_ratio'][i]:9.2e} "
                 f"{h['d7_fraction'][i]:8.2f}"
             )
-    print("layer corr_scalar corr_stream corr_meas_attn  fit_R2  eta_std  pattern_err exact_err")
+    print(
+        "layer corr_scalar corr_kappa0 corr_stream corr_meas_attn  fit_R2  eta_std"
+        "  pattern_err exact_err"
+    )
     for r in report["layers"]:
         print(
-            f"{r['layer']:5d} {r['corr_scalar']:11.3f} {r['corr_scalar_stream']:11.3f} "
+            f"{r['layer']:5d} {r['corr_scalar']:11.3f} {r['corr_scalar_kappa0']:11.3f} "
+            f"{r['corr_scalar_stream']:11.3f} "
             f"{r['corr_measured_attention']:14.3f} {r['fit']['r2']:7.3f} {r['eta_std']:8.3f} "
             f"{r['pattern_err']:12.1e} {r['exact_err']:9.1e}"
         )
