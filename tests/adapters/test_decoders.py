@@ -272,9 +272,10 @@ def test_gemma_padding_side_causality_and_bos():
     for side in ("left", "right"):
         sided = copy.deepcopy(tokenizer)
         sided.padding_side = side
-        out[side] = ConceptLens(lens.model, tokenizer=sided).scores(
-            texts, bank, cls_bank=bank, batch_size=3, progress=False
-        )
+        sided_lens = ConceptLens(lens.model, tokenizer=sided)
+        pads = sided_lens.tokenize([SHORT, LONG]).attention_mask[0] == 0
+        assert bool(pads[0]) == (side == "left") and bool(pads[-1]) == (side == "right")
+        out[side] = sided_lens.scores(texts, bank, cls_bank=bank, batch_size=3, progress=False)
     left, right = out["left"], out["right"]
     scale = left.tokens.abs().amax(dim=(1, 2), keepdim=True)  # per layer
     assert ((left.tokens - right.tokens).abs() <= TOL * scale).all()
