@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -125,6 +126,7 @@ def bench_simulate(
     def progress(i: int) -> None:
         print(f"  simulate: repetition {i + 1}/{reps}", file=sys.stderr, flush=True)
 
+    load_before = os.getloadavg()[0]
     times = interleaved_times(methods, reps, on_rep=progress)
     stats = {name: summary(t) for name, t in times.items()}
     scale = n_seq / base_seq
@@ -146,6 +148,9 @@ def bench_simulate(
         "rel_diff_torch_path": float(((out["torch"][:base_seq, -1] - a).abs() / norm).max()),
         "base_seq": base_seq,
         "reps": reps,
+        # many small multi-threaded ops (the generic map) suffer far more than one fused
+        # kernel when other processes share the cores: read the speed-up with the load
+        "load_average": (load_before, os.getloadavg()[0]),
     }
 
 
@@ -273,6 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
         "simulate_speedup_vs_baseline_min_ratio": sim["speedup"]["min_ratio"],
         "simulate_torch_path_vs_kernel": sim["torch_path_vs_kernel"]["median_paired"],
         "extrapolated": sim["extrapolated"],
+        "simulate_load_average": sim["load_average"],
         "simulate_timing": "medians (and minimums) of interleaved repetitions after one "
         "warm-up; speed-ups are medians of paired ratios on equal work (the first "
         "simulate_baseline_n_seq sequences); simulate_baseline_s is scaled to "
