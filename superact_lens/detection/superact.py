@@ -131,11 +131,14 @@ class SuperActivatorDetector(BaseDetector):
         n_c = labels.shape[1]
         token_masks = as_token_masks(token_masks, cal.n_tokens, n_c)
         in_mask = in_concept_mask(cal, labels, token_masks.to(labels.device))
-        n_cols = cal.tokens.shape[2]
         in_scores = []
+        rows = in_mask.T.contiguous()  # one contiguous row per concept, not a strided column
         for c in range(n_c):
-            idx = torch.nonzero(in_mask[:, c]).squeeze(1)
-            in_scores.append(cal.tokens[:, idx][:, :, self._candidates(c, n_cols)])
+            idx = torch.nonzero(rows[c]).squeeze(1)
+            if self.match_columns:  # every column is a candidate for every concept
+                in_scores.append(cal.tokens[:, idx])
+            else:  # gather concept c's column first: copying all columns per concept is C x slower
+                in_scores.append(cal.tokens[:, :, c][:, idx].unsqueeze(-1))
         sample_max = self._aggregate(cal)
         tau, _, _, f1 = superact_grid(
             sample_max, labels, in_scores, self.n_grid, self.match_columns
