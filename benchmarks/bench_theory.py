@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -288,8 +289,20 @@ def main(argv: list[str] | None = None) -> dict:
         "population": summary,
         "minilm": minilm,
     }
-    print(json.dumps(out))
+    print(json.dumps(_strict_json(out), allow_nan=False))
     return out
+
+
+def _strict_json(obj):
+    """``obj`` with non-finite floats as the strings "inf", "-inf", "nan" (an unmeasurable
+    violation is inf; ``json.dumps`` would write ``Infinity``, which is not JSON)."""
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict_json(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj
 
 
 def _tolerance(name: str) -> float:
