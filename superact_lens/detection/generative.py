@@ -15,23 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from superact_lens.adapters.loading import load_model, model_source
 from superact_lens.errors import InputError, InputTypeError
 
 __all__ = ["answer_token_ids", "check_causal_lm", "load_generative"]
 
 _GENERATIVE_HEADS = ("ForCausalLM", "LMHeadModel")
-
-
-class _NotGenerative(InputError):
-    """The checkpoint has no language-model head."""
-
-
-def _source_of(name: str) -> str:
-    """Folder or Hub id behind a model name (packaged models are prepared first)."""
-    from superact_lens.adapters.zoo import packaged_model, prepare
-
-    packaged = packaged_model(name)
-    return str(prepare(packaged)) if packaged is not None else name
 
 
 def load_generative(
@@ -41,35 +30,25 @@ def load_generative(
 
     The checkpoint must name a language-model head (``...ForCausalLM`` /
     ``...LMHeadModel`` in ``config.architectures``); an encoder such as MiniLM is an
-    InputError before any weight is read. Loaded with eager attention, like the lens.
+    InputError before any weight is read. Then loaded by :func:`load_model` with
+    ``causal_lm=True`` (eager attention, like the lens).
     """
-    if not isinstance(name, str) or not name.strip():
-        raise InputError(f"model: expected a model name, folder or Hugging Face id, got {name!r}")
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig
 
-    source = _source_of(name)
+    source = model_source(name)
     try:
         config = AutoConfig.from_pretrained(source)
-        architectures = list(getattr(config, "architectures", None) or [])
-        if not any(a.endswith(_GENERATIVE_HEADS) for a in architectures):
-            raise _NotGenerative(
-                f"{name} is not a generative model (its checkpoint is "
-                f"{', '.join(architectures) or 'a model without a named head'}; the prompting "
-                "baseline needs a language-model head, e.g. ...ForCausalLM)"
-            )
-        kwargs: dict[str, Any] = {"attn_implementation": "eager"}
-        if dtype is not None:
-            kwargs["dtype"] = dtype
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs).eval()
-    except _NotGenerative:
-        raise
     except (OSError, ValueError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(f"model: could not load {name!r} as a causal LM: {first}") from None
-    if device is not None:
-        model.to(device)
-    return model, tokenizer
+    architectures = list(getattr(config, "architectures", None) or [])
+    if not any(a.endswith(_GENERATIVE_HEADS) for a in architectures):
+        raise InputError(
+            f"{name} is not a generative model (its checkpoint is "
+            f"{', '.join(architectures) or 'a model without a named head'}; the prompting "
+            "baseline needs a language-model head, e.g. ...ForCausalLM)"
+        )
+    return load_model(name, device=device, dtype=dtype, causal_lm=True)
 
 
 def answer_token_ids(tokenizer: Any, answers: Sequence[str]) -> list[int]:
