@@ -20,10 +20,10 @@ import pytest
 import torch
 from torch import nn
 
-from superact_lens.concepts.bank import ConceptBank
 from superact_lens.lens import ConceptLens
 from superact_lens.sinks import SampleEmbeddingSink
 from tests.extras import needs_extra
+from tests.test_lens import unit_bank
 from tests.tiny_decoders import gpt2_style, llama_style, save, tiny_gpt2, tiny_llama
 
 TOL = 1e-4  # the bound for padding sides; measured differences are ~1e-6
@@ -37,16 +37,6 @@ ARCHS = {  # architecture -> (base model without LM head, tokenizer style)
     "llama": (lambda: tiny_llama(head=False), llama_style),
     "gpt2": (lambda: tiny_gpt2(head=False), gpt2_style),
 }
-
-
-def random_bank(n_layers: int, d_model: int, seed: int = 0) -> ConceptBank:
-    g = torch.Generator().manual_seed(seed)
-    v = torch.randn(n_layers, 5, d_model, generator=g)
-    return ConceptBank(
-        layers=list(range(n_layers)),
-        names=[f"c{i}" for i in range(5)],
-        vectors=v / v.norm(dim=-1, keepdim=True),
-    )
 
 
 def raw_residuals(model: nn.Module, input_ids: torch.Tensor) -> list[torch.Tensor]:
@@ -89,7 +79,9 @@ def test_bos_is_neither_content_nor_cls(side):
             lens.tokenizer, text
         )
     assert (batch.cls_index == -1).all()
-    scores = lens.scores([SHORT, LONG], random_bank(lens.n_layers, lens.d_model), progress=False)
+    scores = lens.scores(
+        [SHORT, LONG], unit_bank(5, range(lens.n_layers), lens.d_model), progress=False
+    )
     assert scores.lengths.tolist() == [len(content_ids(lens.tokenizer, t)) for t in (SHORT, LONG)]
 
 
@@ -103,7 +95,7 @@ def test_sample_embedding_is_mean_of_content_tokens(arch, side):
     lens = ConceptLens(model, tokenizer=tokenizer)
     (sink,) = lens.stream(TEXTS, [SampleEmbeddingSink()], batch_size=len(TEXTS), progress=False)
     got = sink.result()  # [layers, n, d]
-    bank = random_bank(lens.n_layers, lens.d_model)
+    bank = unit_bank(5, range(lens.n_layers), lens.d_model)
     scores = lens.scores(TEXTS, bank, cls_bank=bank, batch_size=len(TEXTS), progress=False)
     for i, text in enumerate(TEXTS):
         enc = tokenizer([text], return_tensors="pt", return_special_tokens_mask=True)
@@ -127,7 +119,7 @@ def test_left_and_right_padding_agree(arch):
     out = {}
     for side in ("left", "right"):
         lens = ConceptLens(model, tokenizer=style(side))
-        bank = random_bank(lens.n_layers, lens.d_model)
+        bank = unit_bank(5, range(lens.n_layers), lens.d_model)
         out[side] = lens.scores(TEXTS, bank, cls_bank=bank, batch_size=4, progress=False)
     torch.testing.assert_close(out["left"].offsets, out["right"].offsets)
     torch.testing.assert_close(out["left"].tokens, out["right"].tokens, atol=TOL, rtol=0)
@@ -143,7 +135,7 @@ def test_position_ids_reach_the_model_with_bos_and_left_padding():
         lambda m, args, kwargs: seen.append(kwargs["position_ids"].clone()), with_kwargs=True
     )
     try:
-        lens.scores([SHORT, LONG], random_bank(lens.n_layers, lens.d_model), progress=False)
+        lens.scores([SHORT, LONG], unit_bank(5, range(lens.n_layers), lens.d_model), progress=False)
     finally:
         handle.remove()
     (positions,) = seen
@@ -220,7 +212,7 @@ def test_appending_text_does_not_change_earlier_scores(
     prefix, longer = content_ids(lens.tokenizer, SHORT), content_ids(lens.tokenizer, SHORT + MORE)
     assert longer[: len(prefix)] == prefix  # appending text keeps SHORT's tokens
     n = len(prefix)
-    bank = random_bank(lens.n_layers, lens.d_model)
+    bank = unit_bank(5, range(lens.n_layers), lens.d_model)
     alone = lens.scores([SHORT], bank, progress=False)
     appended = lens.scores([SHORT + MORE], bank, progress=False)
     together = lens.scores([SHORT, SHORT + MORE], bank, batch_size=2, progress=False)
@@ -255,7 +247,7 @@ def test_gemma_padding_side_causality_and_bos():
         assert int(batch.input_ids[row, first]) == tokenizer.bos_token_id
         assert not batch.content_mask[row, first]
     assert not lens.has_cls
-    bank = random_bank(lens.n_layers, lens.d_model)
+    bank = unit_bank(5, range(lens.n_layers), lens.d_model)
     texts = [SHORT, LONG, SHORT + MORE]
     out = {}
     for side in ("left", "right"):

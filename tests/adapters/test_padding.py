@@ -20,23 +20,13 @@ from superact_lens.adapters.base import takes_mask_positions
 from superact_lens.adapters.tokenize import position_ids_from_mask
 from superact_lens.concepts.bank import ConceptBank
 from superact_lens.lens import ConceptLens
+from tests.test_lens import unit_bank
 
 pytestmark = pytest.mark.model
 
 SHORT = "The cat sat on the mat."
 LONG = "A much longer sentence about the economy, taxes and politics in Europe, said the cat."
 TOL = 1e-4  # the issue's bound; measured differences are ~1e-6
-
-
-def random_bank(n_layers: int, d_model: int, seed: int = 0) -> ConceptBank:
-    g = torch.Generator().manual_seed(seed)
-    v = torch.randn(n_layers, 6, d_model, generator=g)
-    return ConceptBank(
-        layers=list(range(n_layers)),
-        names=[f"c{i}" for i in range(6)],
-        vectors=v / v.norm(dim=-1, keepdim=True),
-        bias=torch.randn(n_layers, 6, generator=g),
-    )
 
 
 def with_side(tokenizer, side: str, pad_token: str | None = "keep", decoder: bool = False):
@@ -51,7 +41,7 @@ def with_side(tokenizer, side: str, pad_token: str | None = "keep", decoder: boo
 
 def alone_and_beside_longer(lens: ConceptLens, side: str, bank: ConceptBank):
     """Scores of SHORT alone, and of SHORT in one batch with LONG."""
-    cls_bank = random_bank(lens.n_layers, lens.d_model, seed=1)
+    cls_bank = unit_bank(6, range(lens.n_layers), lens.d_model, seed=1)
     alone = lens.scores([SHORT], bank, cls_bank=cls_bank, progress=False)
     both = lens.scores([SHORT, LONG], bank, cls_bank=cls_bank, batch_size=2, progress=False)
     batch = lens.tokenize([SHORT, LONG])
@@ -88,7 +78,7 @@ def test_scores_do_not_depend_on_batch(minilm_models, minilm_lens, side, adapter
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lens = ConceptLens(model, tokenizer=with_side(minilm_lens.tokenizer, side), **kwargs)
-    alone, both = alone_and_beside_longer(lens, side, random_bank(7, 384))
+    alone, both = alone_and_beside_longer(lens, side, unit_bank(6, range(7), 384))
     expected_path = {"bridge_fast": "fast", "bridge_hooks": "hook_points"}.get(adapter, adapter)
     assert lens.adapter.path == expected_path
     assert both.lengths.tolist()[0] == alone.lengths.tolist()[0]
@@ -181,7 +171,7 @@ def test_small_models_left_and_right(minilm_lens, kind, side):
     tokenizer = with_side(minilm_lens.tokenizer, side, pad_token, decoder)
     lens = ConceptLens(model, tokenizer=tokenizer)
     assert takes_mask_positions(model) == decoder
-    bank = random_bank(lens.n_layers, lens.d_model)
+    bank = unit_bank(6, range(lens.n_layers), lens.d_model)
     alone, both = alone_and_beside_longer(lens, side, bank)
     torch.testing.assert_close(both.sample(0), alone.tokens, atol=TOL, rtol=0)
     reference = unpadded_reference(model, tokenizer, SHORT, bank)
@@ -211,7 +201,7 @@ def test_small_decoder_bridge(tiny_gpt2_bridge, minilm_lens, fast_path, side):
     bridge, folder = tiny_gpt2_bridge
     tokenizer = with_side(minilm_lens.tokenizer, side, None, decoder=True)
     lens = ConceptLens(bridge, tokenizer=tokenizer, fast_path=fast_path)
-    bank = random_bank(lens.n_layers, lens.d_model)
+    bank = unit_bank(6, range(lens.n_layers), lens.d_model)
     alone, both = alone_and_beside_longer(lens, side, bank)
     assert lens.adapter.path == ("fast" if fast_path else "hook_points")
     torch.testing.assert_close(both.sample(0), alone.tokens, atol=TOL, rtol=0)

@@ -158,18 +158,23 @@ def legacy_model(tokenizer, n_ctx=64):
     return Legacy()
 
 
-def test_hooked_root_module(minilm_lens):
-    model = legacy_model(minilm_lens.tokenizer)
-    lens = ConceptLens(model)
-    assert lens.adapter.name == "transformer_lens" and lens.n_layers == 3
+def _assert_scores_match_cache(lens, reference):
+    """The lens's scores equal the projection of ``reference``'s residual hook points."""
     batch = lens.tokenize(TEXTS)
-    _, cache = model.run_with_cache(batch.input_ids)
+    _, cache = reference.run_with_cache(batch.input_ids)
     bank = unit_bank(layers=[0, 1, 2], d_model=8)
     scores = lens.scores(TEXTS, bank, batch_size=8, progress=False)
     names = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     for layer, name in enumerate(names):
         ref = bank.score(cache[name][batch.content_mask], layer)
         torch.testing.assert_close(scores.tokens[layer], ref, atol=1e-5, rtol=0)
+
+
+def test_hooked_root_module(minilm_lens):
+    model = legacy_model(minilm_lens.tokenizer)
+    lens = ConceptLens(model)
+    assert lens.adapter.name == "transformer_lens" and lens.n_layers == 3
+    _assert_scores_match_cache(lens, model)
 
 
 class Interrupt:
@@ -203,14 +208,7 @@ def test_hooked_root_module_interrupted(minilm_lens, exc, where):
     model.reset_hooks()
     # still exact, against a twin built on its own (same seed)
     twin = legacy_model(minilm_lens.tokenizer)
-    batch = lens.tokenize(TEXTS)
-    _, cache = twin.run_with_cache(batch.input_ids)
-    bank = unit_bank(layers=[0, 1, 2], d_model=8)
-    scores = lens.scores(TEXTS, bank, batch_size=8, progress=False)
-    names = ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
-    for layer, name in enumerate(names):
-        ref = bank.score(cache[name][batch.content_mask], layer)
-        torch.testing.assert_close(scores.tokens[layer], ref, atol=1e-5, rtol=0)
+    _assert_scores_match_cache(lens, twin)
 
 
 def test_nested_streams_on_hook_points(slow_lens, minilm_bridge):
