@@ -1,4 +1,5 @@
-"""Matplotlib figures (PNG) of the analyses and token heat maps (HTML / PNG)."""
+"""Matplotlib figures (PNG) of the analyses, token heat maps (HTML / PNG) and the
+self-contained `superact detect --html` page."""
 
 from .figures import (
     plot_best_layer,
@@ -12,6 +13,7 @@ from .figures import (
 )
 from .heatmap import token_heatmap_html, token_heatmap_png
 from .report import save_report_figures
+from .token_page import write_detect_page
 
 __all__ = [
     "plot_best_layer",
@@ -25,4 +27,5 @@ __all__ = [
     "save_report_figures",
     "token_heatmap_html",
     "token_heatmap_png",
+    "write_detect_page",
 ]
