@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
+import shutil
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from superact_lens.errors import InputError
 
-__all__ = ["add_parser", "run", "parse_layers", "parse_methods"]
+if TYPE_CHECKING:
+    from superact_lens.pipeline import Experiment
+
+__all__ = ["add_parser", "run", "parse_layers", "parse_methods", "write_detectors"]
 
 _DEFAULT_METHODS = "superact,superact_fixed,cls,mean,last,random,max"
 
@@ -125,7 +132,45 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--methods", args.methods]
     if args.prompt:
         parts.append("--prompt")
+    if args.n_clusters != "64":
+        parts += ["--n-clusters", args.n_clusters]
+    if args.max_length is not None:
+        parts += ["--max-length", str(args.max_length)]
     return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def _dataset_id(name: str) -> str:
+    """A dataset folder as an absolute path (usable from anywhere); a shipped name as is."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
+
+
+def write_detectors(exp: Experiment, out: Path, command: str) -> Path:
+    """``OUT/detectors/<concept type>/`` for every concept type of the run.
+
+    Written into a temporary folder and renamed into place, so an error leaves
+    either the previous detectors or none, never a half-written set.
+    """
+    import superact_lens
+    from superact_lens.detection.artefact import ConceptDetector, replace_folder
+
+    provenance = {
+        "command": command,
+        "dataset": _dataset_id(exp.config.dataset),
+        "seed": exp.config.seed,
+        "layers": list(exp.layers),
+        "method": "superact",
+        "superact_lens_version": superact_lens.__version__,
+    }
+    dest = out / "detectors"
+    tmp = Path(tempfile.mkdtemp(prefix=".detectors.", dir=out))
+    try:
+        for kind in exp.config.concepts:
+            ConceptDetector.from_experiment(exp, kind, provenance).save(tmp / kind)
+        replace_folder(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
     command = _command_line(args)
     (out / "results.json").write_text(json.dumps(exp.results, indent=2))
     (out / "report.md").write_text(render_report(exp.results, figures, command=command))
+    detectors = write_detectors(exp, out, command)
     print(f"report: {out / 'report.md'}")
     print(f"results: {out / 'results.json'}")
+    print(f"detectors: {detectors}{os.sep}<concept type>")
     return 0
