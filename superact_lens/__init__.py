@@ -9,6 +9,7 @@ from superact_lens.concepts import ConceptBank, fit_concepts
 from superact_lens.data import TextDataset, load_dataset, make_synthetic_dataset, token_masks
 from superact_lens.detection import (
     AggregatorDetector,
+    ConceptDetector,
     FixedNDetector,
     SuperActivatorDetector,
     bootstrap_weighted_f1,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AggregatorDetector",
     "ConceptBank",
+    "ConceptDetector",
     "ConceptLens",
     "Experiment",
     "FixedNDetector",

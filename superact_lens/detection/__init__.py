@@ -21,9 +21,14 @@ Conventions shared by all detectors:
 
 The prompting baseline (:class:`PromptDetector`, generative models only) reads
 no scores: it asks the model per sample and concept and needs no calibration.
+
+A calibrated detector travels as a :class:`ConceptDetector` folder (bank,
+normaliser, detector, model identity); :func:`detect` applies it to new text.
 """
 
 from .aggregators import AGGREGATORS, AggregatorDetector, aggregate
+from .apply import detect, iter_detect
+from .artefact import ConceptDetector, ModelIdentity
 from .base import BaseDetector, load_detector
 from .calibration import (
     DEFAULT_N_GRID,
@@ -56,7 +61,9 @@ __all__ = [
     "METHODS",
     "AggregatorDetector",
     "BaseDetector",
+    "ConceptDetector",
     "FixedNDetector",
+    "ModelIdentity",
     "PromptDetector",
     "SuperActivatorDetector",
     "aggregate",
@@ -64,12 +71,14 @@ __all__ = [
     "bootstrap_weighted_f1",
     "count_above",
     "describe_concept",
+    "detect",
     "detection_metrics",
     "detection_report",
     "evaluate_detectors",
     "fit_detectors",
     "f1_from_counts",
     "in_concept_mask",
+    "iter_detect",
     "load_detector",
     "load_generative",
     "padded_segments",
