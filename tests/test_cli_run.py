@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from superact_lens.cli import main
 from superact_lens.cli.run import parse_layers
@@ -126,6 +128,14 @@ def test_cluster_concepts_are_matched_to_ground_truth(tmp_path, minilm_folder):
         for pc in entry["per_concept"].values():
             assert pc["column_name"].startswith("cluster_"), method
             assert 0 <= int(pc["column_name"].split("_")[1]) < 8
+    # its saved detector keeps the matched columns (issue 11)
+    from superact_lens.detection import ConceptDetector
+
+    det = ConceptDetector.load(tmp_path / "detectors" / "kmeans")
+    assert det.detector.match_columns and det.bank.n_concepts == 8
+    for c, name in enumerate(det.concepts):
+        pc = res["results"]["kmeans"]["superact"]["per_concept"][name]
+        assert det.bank.names[det.column_of(c)] == pc["column_name"]
 
 
 def test_concept_without_spans_is_learned_from_sample_labels(tmp_path, minilm_folder):
@@ -222,3 +232,92 @@ def test_prompt_method_on_a_small_decoder(tmp_path):
     report = (out / "report.md").read_text()
     assert "## Prompting baseline" in report and "| prompt |" in report
     assert "Does the text above mention {concept}? Answer Yes or No." in report
+
+
+# --- detector folders (issue 11, item 1) ----------------------------------------------
+
+
+def test_run_leaves_one_loadable_detector_per_concept_type(run_dir, minilm_folder):
+    from superact_lens.detection import ConceptDetector, SuperActivatorDetector
+
+    res = json.loads((run_dir / "results.json").read_text())
+    assert sorted(p.name for p in (run_dir / "detectors").iterdir()) == ["linsep", "mean"]
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "temporary folder left"
+    for kind in ("linsep", "mean"):
+        det = ConceptDetector.load(run_dir / "detectors" / kind)
+        assert det.concept_type == kind and det.bank.kind == kind
+        assert isinstance(det.detector, SuperActivatorDetector)
+        assert det.model.name == str(Path(minilm_folder).resolve())  # usable from any folder
+        assert (det.model.n_layers, det.model.d_model) == (7, 384)
+        assert det.provenance["command"].startswith("superact run --model ")
+        assert det.provenance["dataset"] == str(Path(det.provenance["dataset"]).resolve())
+        for c, name in enumerate(det.concepts):
+            pc = res["results"][kind]["superact"]["per_concept"][name]
+            assert (det.layer_of(c), det.threshold_of(c)) == (pc["layer"], pc["threshold"])
+
+
+def test_detect_on_the_run_detector_reproduces_its_test_f1(run_dir, capsys):
+    """The saved detector, applied by `superact detect` to the TEST split, gives the
+    per-concept F1 the run reported (same model, bank, normaliser and thresholds)."""
+    from superact_lens.data import load_dataset
+
+    res = json.loads((run_dir / "results.json").read_text())
+    folder = run_dir / "detectors" / "linsep"
+    dataset = json.loads((folder / "detector.json").read_text())["provenance"]["dataset"]
+    ds = load_dataset(dataset, seed=0)
+    test = ds.split_indices("test")
+    argv = ["detect", "--detector", str(folder), "--json", "--quiet", "--text"]
+    assert main(argv + [ds.texts[i] for i in test]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(records) == len(test)
+    for c, name in enumerate(ds.concepts):
+        pred = [name in r["present"] for r in records]
+        truth = [bool(ds.labels[i, c]) for i in test]
+        tp = sum(p and t for p, t in zip(pred, truth, strict=True))
+        f1 = 2 * tp / max(sum(pred) + sum(truth), 1)
+        assert f1 == pytest.approx(res["results"]["linsep"]["superact"]["per_concept"][name]["f1"])
+
+
+def test_a_failed_detector_write_keeps_the_previous_set(tmp_path, monkeypatch, minilm_folder):
+    """Detectors are written to a temporary folder and renamed: an error while writing
+    the second concept type leaves the previous OUT/detectors as it was."""
+    from types import SimpleNamespace
+
+    from superact_lens.cli.run import write_detectors
+    from superact_lens.detection import ConceptDetector
+    from superact_lens.lens import ConceptLens
+    from tests.detection.tiny_detector import build_detector, tiny_bert_folder
+
+    folder = tiny_bert_folder(tmp_path / "tiny", minilm_folder)
+    lens = ConceptLens(str(folder))
+    det = build_detector(lens, str(folder))
+    exp = SimpleNamespace(
+        config=SimpleNamespace(
+            concepts=("linsep", "mean"), dataset="synthetic", seed=0, model=str(folder)
+        ),
+        layers=[0, 1, 2],
+        lens=lens,
+        banks={"linsep": det.bank, "mean": det.bank},
+        normalizer=det.normalizer,
+        detectors={"linsep": {"superact": det.detector}, "mean": {"superact": det.detector}},
+        dataset=SimpleNamespace(concepts=det.concepts),
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    write_detectors(exp, out, "first")  # type: ignore[arg-type]
+    real_save = ConceptDetector.save
+
+    def save(self, path):
+        if self.concept_type == "mean":
+            raise OSError("disk full")
+        return real_save(self, path)
+
+    monkeypatch.setattr(ConceptDetector, "save", save)
+    exp.detectors["linsep"]["superact"] = build_detector(lens, str(folder), seed=1).detector
+    with pytest.raises(OSError, match="disk full"):
+        write_detectors(exp, out, "second")  # type: ignore[arg-type]
+    assert sorted(p.name for p in out.iterdir()) == ["detectors"]
+    for kind in ("linsep", "mean"):
+        kept = ConceptDetector.load(out / "detectors" / kind)
+        assert kept.provenance["command"] == "first"
+        assert torch.equal(kept.detector.threshold_, det.detector.threshold_)
