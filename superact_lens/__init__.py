@@ -17,6 +17,7 @@ from superact_lens.detection import (
 )
 from superact_lens.errors import InputError, InputFileNotFoundError, InputTypeError
 from superact_lens.lens import ConceptLens, TokenBatch
+from superact_lens.localization import localize
 from superact_lens.normalization import Normalizer
 from superact_lens.pipeline import Experiment, RunConfig, run_experiment
 from superact_lens.scores import TokenScores
@@ -50,6 +51,7 @@ __all__ = [
     "detection_metrics",
     "fit_concepts",
     "load_dataset",
+    "localize",
     "make_synthetic_dataset",
     "run_experiment",
     "token_masks",

@@ -20,6 +20,7 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     from superact_lens.cli import data as data_cmd
     from superact_lens.cli import detect as detect_cmd
+    from superact_lens.cli import localize as localize_cmd
     from superact_lens.cli import run as run_cmd
 
     parser = argparse.ArgumentParser(
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_parser(sub)
     data_cmd.add_parser(sub)
     detect_cmd.add_parser(sub)
+    localize_cmd.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,229 @@
+"""``superact localize``: where the concepts are, global vs SuperActivator local target.
+
+Model + dataset (+ a saved detector, or a fresh calibration) -> ``OUT/localize.json``,
+``OUT/localize.md`` and heat-map PNGs. See :mod:`superact_lens.localization`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from superact_lens.errors import InputError
+
+__all__ = ["add_parser", "run"]
+
+_DEFAULT_METHODS = "direct,gradxinput,ig,occlusion,rise,lime,kernelshap"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "localize",
+        help="localise concepts: seven attribution methods, global vs SuperActivator target",
+        description="Model + dataset -> OUT/localize.json, OUT/localize.md and heat maps. "
+        "Without --detector the SuperActivator detector is calibrated first (superact run's "
+        "pipeline, one concept type).",
+    )
+    p.add_argument("--model", default="minilm", help="a packaged model, Hugging Face id or folder")
+    p.add_argument("--dataset", default="wordnet-supersenses", help="dataset folder or name")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--concepts", default="linsep", help="one concept type: linsep, mean, ...")
+    p.add_argument(
+        "--methods",
+        default=_DEFAULT_METHODS,
+        help=f"comma-separated attribution methods (default: {_DEFAULT_METHODS})",
+    )
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        default=2,
+        help="at most this many positive test samples per concept (default 2)",
+    )
+    p.add_argument("--detector", default=None, help="a saved detector folder (skip calibration)")
+    p.add_argument("--n-steps", type=int, default=16, help="Integrated Gradients steps")
+    p.add_argument("--n-samples", type=int, default=32, help="masks for RISE, LIME, KernelSHAP")
+    p.add_argument(
+        "--curve-points",
+        type=int,
+        default=11,
+        help="points per insertion/deletion curve (0: after every token)",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="masked inputs per forward pass")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--n-bootstrap", type=int, default=1000)
+    p.add_argument("--heatmaps", type=int, default=4, help="samples drawn as heat maps")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    from superact_lens.localization import METHODS
+
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown:
+        raise InputError(
+            f"--methods: unknown method(s) {unknown or text!r}; choose from {', '.join(METHODS)}"
+        )
+    return methods
+
+
+def _calibrated(args: argparse.Namespace, kind: str) -> tuple[Any, Any, Any]:
+    """(lens, dataset, detector) from a fresh calibration of one concept type."""
+    from superact_lens.detection.artefact import ConceptDetector
+    from superact_lens.pipeline import RunConfig, run_experiment
+
+    if not args.quiet:
+        print(f"localize: calibrating {kind} SuperActivator detectors", file=sys.stderr)
+    config = RunConfig(
+        model=args.model,
+        dataset=args.dataset,
+        concepts=(kind,),
+        methods=("superact",),
+        seed=args.seed,
+        device=args.device,
+        n_bootstrap=10,  # the run's detection CIs are not reported here
+        progress=not args.quiet,
+    )
+    exp = run_experiment(config)
+    detector = ConceptDetector.from_experiment(
+        exp, kind, provenance={"command": "superact localize", "dataset": args.dataset}
+    )
+    return exp.lens, exp.dataset, detector
+
+
+def _saved(args: argparse.Namespace, kind: str) -> tuple[Any, Any, Any]:
+    """(lens, dataset, detector) from ``--detector``."""
+    from superact_lens.data import load_dataset
+    from superact_lens.detection.artefact import ConceptDetector
+    from superact_lens.lens import ConceptLens
+
+    detector = ConceptDetector.load(args.detector)
+    if detector.concept_type != kind:
+        raise InputError(
+            f"--detector {args.detector} holds {detector.concept_type} concepts, "
+            f"--concepts asks for {kind}"
+        )
+    lens = ConceptLens(args.model, device=args.device)
+    detector.check_model(lens)
+    dataset = load_dataset(args.dataset, seed=args.seed)
+    if list(dataset.concepts) != list(detector.concepts):
+        raise InputError(
+            f"--detector {args.detector}: its concepts {detector.concepts} are not the "
+            f"dataset's {list(dataset.concepts)}"
+        )
+    return lens, dataset, detector
+
+
+def _command(args: argparse.Namespace) -> str:
+    parts = ["superact", "localize", "--model", args.model, "--dataset", args.dataset]
+    parts += ["--out", args.out, "--concepts", args.concepts]
+    if args.methods != _DEFAULT_METHODS:
+        parts += ["--methods", args.methods]
+    parts += ["--max-samples", str(args.max_samples)]
+    if args.detector:
+        parts += ["--detector", args.detector]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from superact_lens.data import token_masks
+    from superact_lens.localization import AttributionConfig, Localizer
+    from superact_lens.localization.evaluate import (
+        evaluate_cases,
+        local_minus_global,
+        select_cases,
+        summarize,
+    )
+    from superact_lens.localization.report import render_markdown, save_heatmaps
+
+    t0 = time.perf_counter()
+    logging.getLogger("superact_lens").setLevel(logging.WARNING)
+    kinds = [k.strip() for k in args.concepts.split(",") if k.strip()]
+    if len(kinds) != 1:
+        raise InputError(f"--concepts: expected one concept type, got {args.concepts!r}")
+    if args.max_samples < 1:
+        raise InputError(f"--max-samples: expected a positive int, got {args.max_samples}")
+    if args.curve_points == 1 or args.curve_points < 0:
+        raise InputError(f"--curve-points: expected 0 or at least 2, got {args.curve_points}")
+    methods = _methods(args.methods)
+    config = AttributionConfig(
+        n_steps=args.n_steps, n_samples=args.n_samples, batch_size=args.batch_size, seed=args.seed
+    )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
+
+    lens, dataset, detector = (_saved if args.detector else _calibrated)(args, kinds[0])
+    t_calibrate = time.perf_counter() - t0
+    test_rows = [int(r) for r in dataset.split_indices("test")]
+    offsets = lens.content_offsets([dataset.texts[r] for r in test_rows])
+    test_masks = token_masks(dataset.select(test_rows), offsets)
+    masks: dict[int, Any] = dict(zip(test_rows, test_masks, strict=True))
+    cases = select_cases(
+        lens,
+        detector,
+        dataset.texts,
+        dataset.labels,
+        masks,
+        test_rows,
+        max_per_concept=args.max_samples,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    if not cases:
+        raise InputError("no positive test sample contains a SuperActivator: nothing to localise")
+    localizer = Localizer(lens, detector, config)
+    evaluate_cases(
+        localizer,
+        cases,
+        methods,
+        keep_maps=args.heatmaps,
+        n_points=args.curve_points or None,
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - t0
+    results = {
+        "setup": {
+            "model": args.model,
+            "dataset": args.dataset,
+            "concept_type": kinds[0],
+            "methods": list(methods),
+            "max_samples": args.max_samples,
+            "n_cases": len(cases),
+            "n_bootstrap": args.n_bootstrap,
+            "attribution": vars(config),
+            "curve_points": args.curve_points or "every token",
+            "baseline": "the pad token's input embedding in place of each removed content token",
+            "seconds": seconds,
+            "seconds_calibration": t_calibrate,
+        },
+        "summary": summarize(cases, args.n_bootstrap, args.seed),
+        "local_minus_global": local_minus_global(cases, args.n_bootstrap, args.seed),
+        "cases": [
+            {
+                "row": case.row,
+                "concept": detector.concepts[case.concept],
+                "layer": detector.layer_of(case.concept),
+                "records": case.records,
+            }
+            for case in cases
+        ],
+    }
+    figures = save_heatmaps(cases, list(detector.concepts), out) if args.heatmaps else []
+    (out / "localize.json").write_text(json.dumps(results, indent=2))
+    (out / "localize.md").write_text(render_markdown(results, figures, command=_command(args)))
+    print(f"report: {out / 'localize.md'}")
+    print(f"results: {out / 'localize.json'}")
+    return 0

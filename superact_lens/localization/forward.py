@@ -1,0 +1,194 @@
+"""A differentiable forward pass from token embeddings to one residual layer.
+
+Attribution needs what streaming forbids: gradients, and many perturbed copies
+of one input. :class:`TruncatedForward` gets both from any model the lens
+understands, through one code path:
+
+* it finds the plain torch module that really runs (the Hugging Face model of an
+  ``HFAdapter``, the module an nnsight wrapper holds, the shadow of a
+  TransformerBridge's wrapped model on its fast path, or the bridge / a legacy
+  ``HookedTransformer`` itself on the hook-point path);
+* a forward hook on that module's token-embedding layer replaces its output with
+  the embeddings we pass (the ``inputs_embeds`` of Hugging Face, done the same
+  way for models that take none; positions, token types and any scaling or
+  LayerNorm after the lookup still run);
+* a hook after the wanted layer keeps the residual and raises
+  :class:`~superact_lens.adapters.base.StopForward`, so the blocks above it never run.
+
+Layer convention as in the lens: 0 = input of the first block, ``i`` = output of
+block ``i``. Every hook added here is owned and removed in ``finally``. User hooks on
+the model's own modules run (on the bridge fast path, on the Hugging Face modules).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from superact_lens.adapters import BridgeAdapter, HFAdapter, HookPointAdapter, NNsightAdapter
+from superact_lens.adapters.base import (
+    OwnedHooks,
+    StopForward,
+    accepted_kwargs,
+    eval_mode,
+    first_tensor,
+    takes_mask_positions,
+)
+from superact_lens.adapters.tokenize import TokenBatch
+from superact_lens.adapters.transformer_lens import _shadow
+from superact_lens.errors import InputError, InputTypeError
+
+__all__ = ["TruncatedForward"]
+
+_EMBED_NAMES = ("embed_tokens", "word_embeddings", "wte", "embed", "tok_embeddings")
+_INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids", "position_ids"]
+
+
+def _token_embedding(model: nn.Module) -> nn.Module:
+    """The module mapping token ids to embeddings (its output is what we replace)."""
+    getter = getattr(model, "get_input_embeddings", None)
+    if callable(getter):
+        try:
+            found = getter()
+        except (NotImplementedError, AttributeError):
+            found = None
+        if isinstance(found, nn.Module):
+            return found
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in _EMBED_NAMES and isinstance(module, nn.Module):
+            if not list(module.children()) or isinstance(module, nn.Embedding):
+                return module
+    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    if len(embeddings) == 1:
+        return embeddings[0]
+    raise InputTypeError(
+        f"model: cannot find the token embedding of a {type(model).__name__} "
+        "(no get_input_embeddings() and no single nn.Embedding)"
+    )
+
+
+class TruncatedForward:
+    """Run ``lens``'s model from token embeddings up to residual ``layer``, with gradients.
+
+    Args:
+        lens: a :class:`~superact_lens.lens.ConceptLens` (any adapter).
+        layer: residual layer index (``0..n_layers-1``).
+
+    ``embed(batch)`` gives the token embeddings of a tokenised batch;
+    ``__call__(batch, embeds)`` the residual ``[B, pos, d_model]`` for ``embeds``
+    ``[B, pos, d]`` (a one-row ``batch`` is broadcast to ``B`` rows).
+    """
+
+    def __init__(self, lens: Any, layer: int) -> None:
+        if not isinstance(layer, int) or not 0 <= layer < lens.n_layers:
+            raise InputError(f"layer: expected an index in 0..{lens.n_layers - 1}, got {layer!r}")
+        self.lens = lens
+        self.layer = layer
+        self.runner, self.points, self.accepted, self.positional = self._route(lens.adapter)
+        self.embedding = _token_embedding(self.runner)
+
+    # --- which module runs, and where each layer is read ------------------------------
+    def _route(self, adapter: Any) -> tuple[nn.Module, list[tuple[nn.Module, str]], set, bool]:
+        """(runner, (module, "pre"|"post") per layer, accepted kwargs, ids positional)."""
+        if isinstance(adapter, BridgeAdapter) and adapter.fast_path_blocker() is None:
+            memo: dict[int, nn.Module] = {}
+            runner = _shadow(adapter.model.original_model, memo)  # type: ignore[arg-type]
+            blocks = [memo[id(b)] for b in adapter.model.blocks]  # type: ignore[union-attr]
+            return runner, _block_points(blocks), self._accepted(runner), False
+        if isinstance(adapter, HookPointAdapter):  # bridge hook-point path, HookedTransformer
+            hooks: dict[str, nn.Module] = adapter.model.hook_dict  # type: ignore[assignment]
+            names = [str(adapter.layer0_name), *adapter.out_names]
+            accepted = {k for k in ("attention_mask",) if k in adapter._accepted}
+            if "return_type" in adapter._accepted:
+                accepted.add("return_type")
+            if adapter._position_kwargs({"position_ids": torch.zeros(1)}):
+                accepted.add("position_ids")
+            return adapter.model, [(hooks[n], "post") for n in names], accepted, True
+        if isinstance(adapter, NNsightAdapter):
+            runner = adapter.model
+            blocks = [runner.get_submodule(p) for p in adapter._block_paths]
+            return runner, _block_points(blocks), self._accepted(runner), False
+        if isinstance(adapter, HFAdapter):
+            runner = adapter.model
+            return runner, _block_points(adapter.blocks), set(adapter._accepted), False
+        raise InputTypeError(f"lens: no truncated forward for a {type(adapter).__name__}")
+
+    @staticmethod
+    def _accepted(runner: nn.Module) -> set[str]:
+        accepted = accepted_kwargs(runner.forward, _INPUT_NAMES[:3])
+        if takes_mask_positions(runner):
+            accepted.add("position_ids")
+        return accepted
+
+    # --- embeddings --------------------------------------------------------------------
+    def embed(self, batch: TokenBatch) -> Float[Tensor, "batch pos d"]:
+        """The token-embedding layer's output for ``batch`` (no gradient)."""
+        with torch.no_grad():
+            return first_tensor(self.embedding(batch.input_ids)).detach()
+
+    def token_embedding(self, token_id: int | None) -> Float[Tensor, " d"]:
+        """The embedding of one token id (zeros when ``token_id`` is None)."""
+        ids = torch.tensor([[0 if token_id is None else token_id]], device=self.lens.device)
+        with torch.no_grad():
+            out = first_tensor(self.embedding(ids)).detach()[0, 0]
+        return torch.zeros_like(out) if token_id is None else out
+
+    # --- the forward -------------------------------------------------------------------
+    def __call__(
+        self, batch: TokenBatch, embeds: Float[Tensor, "B pos d"]
+    ) -> Float[Tensor, "B pos d_model"]:
+        n_rows = embeds.shape[0]
+        inputs = batch.model_inputs()
+        if inputs["input_ids"].shape[0] not in (1, n_rows):
+            raise InputError(
+                f"embeds: {n_rows} rows for a batch of {inputs['input_ids'].shape[0]} texts"
+            )
+        if inputs["input_ids"].shape[0] != n_rows:
+            inputs = {k: v.expand(n_rows, *v.shape[1:]) for k, v in inputs.items()}
+        kwargs: dict[str, Any] = {k: v for k, v in inputs.items() if k in self.accepted}
+        if "return_type" in self.accepted:
+            kwargs["return_type"] = None
+        kept: list[Tensor] = []
+
+        def replace(module: nn.Module, args: tuple, output: Any) -> Any:
+            return embeds.to(first_tensor(output).dtype)
+
+        def read_input(module: nn.Module, args: tuple, kw: dict) -> None:
+            hidden = args[0] if args and isinstance(args[0], Tensor) else kw.get("hidden_states")
+            if not isinstance(hidden, Tensor):
+                raise InputTypeError(
+                    f"cannot find the hidden state entering {type(module).__name__}"
+                )
+            kept.append(hidden)
+            raise StopForward
+
+        def read_output(module: nn.Module, args: tuple, output: Any) -> None:
+            kept.append(first_tensor(output))
+            raise StopForward
+
+        module, kind = self.points[self.layer]
+        with eval_mode(self.runner), OwnedHooks() as hooks:
+            hooks.add(self.embedding.register_forward_hook(replace))
+            if kind == "pre":
+                hooks.add(module.register_forward_pre_hook(read_input, with_kwargs=True))
+            else:
+                hooks.add(module.register_forward_hook(read_output))
+            try:
+                if self.positional or "input_ids" not in kwargs:
+                    rest = {k: v for k, v in kwargs.items() if k != "input_ids"}
+                    self.runner(inputs["input_ids"], **rest)
+                else:
+                    self.runner(**kwargs)
+            except StopForward:
+                pass
+        if not kept:
+            raise RuntimeError(f"the forward pass never reached layer {self.layer}")
+        return kept[0]
+
+
+def _block_points(blocks: list[nn.Module]) -> list[tuple[nn.Module, str]]:
+    """Layer 0 = input of block 0 (pre-hook); layer i = output of block i-1."""
+    return [(blocks[0], "pre"), *((b, "post") for b in blocks)]

@@ -1,0 +1,52 @@
+"""`superact localize` end to end on a tiny random BERT and the synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from superact_lens.cli import main
+from superact_lens.data import make_synthetic_dataset, write_dataset_folder
+from tests.adapters.helpers import save_tiny_bert
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory, bert_tokenizer):
+    root = tmp_path_factory.mktemp("loc_cli")
+    save_tiny_bert(root / "model", bert_tokenizer, n_ctx=128, dropout=0.0)
+    write_dataset_folder(make_synthetic_dataset(n=60, seed=1), root / "data")
+    return root
+
+
+def test_localize_writes_the_table_and_heatmaps(tiny_setup, capsys):
+    out = tiny_setup / "out"
+    argv = ["localize", "--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data")]
+    argv += ["--out", str(out), "--methods", "direct,occlusion,rise", "--max-samples", "2"]
+    argv += ["--n-samples", "8", "--n-bootstrap", "50", "--heatmaps", "1", "--quiet"]
+    assert main(argv) == 0
+    results = json.loads((out / "localize.json").read_text())
+    assert results["setup"]["n_cases"] == len(results["cases"]) > 0
+    assert set(results["summary"]) == {"direct", "occlusion", "rise"}
+    for per_target in results["summary"].values():
+        assert set(per_target) == {"global", "local"}
+        assert {"auroc", "f1", "insertion", "deletion"} <= set(per_target["local"])
+    report = (out / "localize.md").read_text()
+    assert "| Occlusion |" in report and "SuperActivator" in report
+    pngs = list(out.glob("localize_row*.png"))
+    assert len(pngs) == 1 and pngs[0].name in report
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--methods", "gradcam"], "--methods: unknown method"),
+        (["--concepts", "linsep,mean"], "--concepts: expected one concept type"),
+        (["--max-samples", "0"], "--max-samples"),
+    ],
+)
+def test_bad_arguments_are_one_line(tmp_path, capsys, extra, message):
+    argv = ["localize", "--out", str(tmp_path / "o"), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
