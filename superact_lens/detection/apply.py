@@ -112,8 +112,42 @@ def _records(
     batch_size: int,
     on_batch: Callable[[int], None] | None,
 ) -> list[dict[str, Any]]:
-    """Records of ``texts`` (input positions ``start...``); blank texts skip the model."""
+    """Records of ``texts`` (input positions ``start...``); texts without content tokens
+    (blank ones, or only characters the tokenizer drops) skip the model."""
     live = [i for i, t in enumerate(texts) if t.strip()]
+    try:
+        return _scored(
+            detector, lens, texts, live, start, chosen, top_k, token_scores, batch_size, on_batch
+        )
+    except InputError as err:
+        if "no content tokens" not in str(err):
+            raise
+    # Rare: a text of characters the tokenizer drops (a BOM, zero-width spaces). Find
+    # them (one more tokenisation of this chunk only) and record them as empty.
+    live = [i for i in live if _has_content(lens.tokenizer, texts[i])]
+    return _scored(
+        detector, lens, texts, live, start, chosen, top_k, token_scores, batch_size, on_batch
+    )
+
+
+def _has_content(tokenizer: Any, text: str) -> bool:
+    """Whether ``text`` has a token that is not special ([CLS], [SEP], BOS, ...)."""
+    return 0 in tokenizer(text, return_special_tokens_mask=True)["special_tokens_mask"]
+
+
+def _scored(
+    detector: ConceptDetector,
+    lens: ConceptLens,
+    texts: list[str],
+    live: list[int],
+    start: int,
+    chosen: list[int],
+    top_k: int,
+    token_scores: bool,
+    batch_size: int,
+    on_batch: Callable[[int], None] | None,
+) -> list[dict[str, Any]]:
+    """Records of ``texts``, running the model on ``texts[i]`` for ``i`` in ``live`` only."""
     layers = sorted({detector.layer_of(c) for c in chosen})
     n_tokens = [0] * len(texts)
     ids: list[list[int]] = [[] for _ in texts]
