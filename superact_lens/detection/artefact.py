@@ -356,6 +356,15 @@ def _read_index(path: Path) -> dict[str, Any]:
     missing = [k for k in _INDEX_KEYS if k not in index]
     if missing:
         raise InputError(f"detector file {file}: missing keys {missing}")
+    files = index["files"]
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str)
+        and isinstance(v, str)
+        and ".." not in Path(k).parts
+        and not Path(k).is_absolute()
+        for k, v in files.items()
+    ):
+        raise InputError(f"detector file {file}: 'files' must map relative paths to sha256")
     return index
 
 

@@ -281,3 +281,24 @@ def test_token_pieces_rebuild_the_text():
         ".",
     ]
     assert token_pieces("é!", [(0, 1), (0, 1), (1, 2)]) == ["é", "", "!"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("files", ["bank/bank.json"], "'files' must map relative paths"),
+        ("files", {"../elsewhere": "0"}, "'files' must map relative paths"),
+        ("model", {"name": "x"}, "unreadable"),
+        ("concepts", None, "missing keys"),
+    ],
+)
+def test_a_wrong_detector_json_is_one_clear_error(saved, key, value, match):
+    index = json.loads((saved / "detector.json").read_text())
+    if value is None:
+        del index[key]
+    else:
+        index[key] = value
+    (saved / "detector.json").write_text(json.dumps(index))
+    with pytest.raises(InputError, match=match) as info:
+        ConceptDetector.load(saved)
+    assert str(saved) in str(info.value) and "\n" not in str(info.value)
