@@ -238,22 +238,33 @@ _JS = r"""
     return NaN;
   }
 
-  function colour(d, span) {
+  // Each side of the centre has its own range (as matplotlib's TwoSlopeNorm), so the few
+  // tokens above tau reach full red even when most tokens sit far below it.
+  function colour(d, hi, lo) {
+    var span = d > 0 ? hi : lo;
     var a = span > 0 && isFinite(d) ? Math.min(1, Math.abs(d) / span) * 0.85 : 0;
     if (!isFinite(d) && !isNaN(d)) a = 0.85;
     return d > 0 ? "rgba(215, 48, 39, " + a + ")" : "rgba(69, 117, 180, " + a + ")";
   }
 
+  function centreOf(c) {
+    var t = num(c.threshold);
+    return isFinite(t) ? t : 0;
+  }
+
   function paint(name) {
     var tau = firstThreshold(name);
-    var centre = isFinite(tau) ? tau : 0;
-    var span = 0;
+    var hi = 0;
+    var lo = 0;
     rows.forEach(function (r) {
       var c = r.t.scores[name];
       if (!c) return;
       c.token_scores.forEach(function (s) {
-        var d = Math.abs(num(s) - centre);
-        if (isFinite(d)) span = Math.max(span, d);
+        var d = num(s) - centreOf(c);
+        if (isFinite(d)) {
+          hi = Math.max(hi, d);
+          lo = Math.max(lo, -d);
+        }
       });
     });
     rows.forEach(function (r) {
@@ -276,12 +287,13 @@ _JS = r"""
         var v = num(c.token_scores[j]);
         s.dataset.score = String(v);
         s.dataset.threshold = String(t);
-        s.style.backgroundColor = colour(v - (isFinite(t) ? t : centre), span);
+        s.style.backgroundColor = colour(v - centreOf(c), hi, lo);
         s.classList.toggle("sa", v > t);
       });
     });
     document.getElementById("tau").textContent = isFinite(tau) ? String(tau) : show(tau);
-    document.getElementById("span").textContent = span.toPrecision(3);
+    document.getElementById("hi").textContent = "+" + hi.toPrecision(3);
+    document.getElementById("lo").textContent = "-" + lo.toPrecision(3);
     document.getElementById("centre").textContent = isFinite(tau) ?
       "centred on the threshold \u03c4" : "centred on 0 (this concept's \u03c4 is not finite)";
   }
@@ -330,7 +342,8 @@ _PAGE = """<!DOCTYPE html>
   <span class="swatch" style="background: rgba(69, 117, 180, 0.85)"></span> below &tau;,
   <span class="swatch" style="background: #fff"></span> at &tau;,
   <span class="swatch" style="background: rgba(215, 48, 39, 0.85)"></span> above &tau;
-  (full colour at &plusmn;<span id="span"></span> from the centre).
+  (full red at <span id="hi"></span>, full blue at <span id="lo"></span> from the centre:
+  the highest and lowest token score of this concept).<br>
   <span class="swatch" style="outline: 2px solid #1a9850"></span> outlined: SuperActivators
   (token score &gt; &tau;). Hover a token for its exact score; click a concept under a
   text to show it.
