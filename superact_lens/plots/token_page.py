@@ -11,7 +11,8 @@ shows its exact score.
 
 CircuitsVis (``colored_tokens_multi``) is not used: its offline rendering inlines
 a 1.3 MB React/tfjs bundle per call (its ``str()`` form loads the bundle from
-unpkg instead), and it has no threshold, outline or per-text concept list.
+unpkg instead), a token ``<b>x</b>`` came out as a ``<b>`` element (tokens are
+rendered as HTML), and it has no threshold, outline or per-text concept list.
 """
 
 from __future__ import annotations
@@ -180,7 +181,12 @@ _JS = r"""
   "use strict";
   var data = JSON.parse(document.getElementById("superact-data").textContent);
   var num = function (v) { return typeof v === "string" ? Number(v) : v; };
-  var show = function (v) { return v === null || v === undefined ? "n/a" : String(num(v)); };
+  // 4 significant digits in the headers; the tooltip gives the exact value
+  var show = function (v) {
+    if (v === null || v === undefined) return "n/a";
+    var x = num(v);
+    return isFinite(x) ? String(Number(x.toPrecision(4))) : String(x);
+  };
   var select = document.getElementById("concept");
   var tip = document.getElementById("tip");
   var rows = [];
@@ -291,7 +297,7 @@ _JS = r"""
         s.classList.toggle("sa", v > t);
       });
     });
-    document.getElementById("tau").textContent = isFinite(tau) ? String(tau) : show(tau);
+    document.getElementById("tau").textContent = show(tau);
     document.getElementById("hi").textContent = "+" + hi.toPrecision(3);
     document.getElementById("lo").textContent = "-" + lo.toPrecision(3);
     document.getElementById("centre").textContent = isFinite(tau) ?
