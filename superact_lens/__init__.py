@@ -18,6 +18,7 @@ from superact_lens.detection import (
 from superact_lens.errors import InputError, InputFileNotFoundError, InputTypeError
 from superact_lens.lens import ConceptLens, TokenBatch
 from superact_lens.localization import localize
+from superact_lens.monitor import ConceptEvent, ConceptMonitor
 from superact_lens.normalization import Normalizer
 from superact_lens.pipeline import Experiment, RunConfig, run_experiment
 from superact_lens.scores import TokenScores
@@ -30,7 +31,9 @@ __all__ = [
     "AggregatorDetector",
     "ConceptBank",
     "ConceptDetector",
+    "ConceptEvent",
     "ConceptLens",
+    "ConceptMonitor",
     "Experiment",
     "FixedNDetector",
     "InputError",
