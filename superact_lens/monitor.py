@@ -110,6 +110,15 @@ class ConceptMonitor:
         events: every event so far, in order (step, then row, position, concept).
     """
 
+    # the live generation (reset when a forward pass starts a new sequence)
+    _generation: int
+    _batch: int  # rows
+    _width: int  # columns seen so far
+    _step_index: int
+    _ids: list[Tensor]  # token ids seen, per step (to recognise a re-run without cache)
+    _chunks: list[tuple[Tensor, Tensor]]  # (columns, scores [batch, n, C]) per step
+    _fired: list[set[str]]
+
     def __init__(
         self,
         model_or_lens: Any,
@@ -194,7 +203,9 @@ class ConceptMonitor:
             [self.detector.threshold_of(c) for c in range(n_c)], dtype=dtype, device=device
         )
         self._special_ids = torch.tensor(self._special, dtype=torch.long, device=device)
-        self._top = max(self.detector.layers)
+        self._concepts_at = {
+            layer: self.detector.concepts_at(layer) for layer in self.detector.layers
+        }
         top_module, sites = residual_sites(self.lens, self.detector.layers)
         try:
             self._hooks.add(
@@ -293,7 +304,7 @@ class ConceptMonitor:
             self._step = None  # not the sequence the model pre-hook saw
             return
         step.layers_left.discard(layer)
-        concepts = self.detector.concepts_at(layer)
+        concepts = self._concepts_at[layer]
         with torch.no_grad():
             scores = self.detector.concept_scores(resid[:, step.skip :], layer, self._projector)
             step.scores[:, :, concepts] = scores.to(step.scores.device)
@@ -330,12 +341,12 @@ class ConceptMonitor:
                 self.callback(event)
 
     def _reset_generation(self, batch: int) -> None:
-        self._batch: int = batch
-        self._width: int = 0  # columns seen so far
-        self._step_index: int = -1
-        self._ids: list[Tensor] = []
-        self._chunks: list[tuple[Tensor, Tensor]] = []
-        self._fired: list[set[str]] = [set() for _ in range(batch)]
+        self._batch = batch
+        self._width = 0
+        self._step_index = -1
+        self._ids = []
+        self._chunks = []
+        self._fired = [set() for _ in range(batch)]
 
 
 def _check_rows(batch_index: Any) -> list[int] | None:
