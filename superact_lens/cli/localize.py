@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="localise concepts: seven attribution methods, global vs SuperActivator target",
         description="Model + dataset -> OUT/localize.json, OUT/localize.md and heat maps. "
         "Without --detector the SuperActivator detector is calibrated first (superact run's "
-        "pipeline, one concept type).",
+        "pipeline, one concept type) and saved to OUT/detector for reuse.",
     )
     p.add_argument("--model", default="minilm", help="a packaged model, Hugging Face id or folder")
     p.add_argument("--dataset", default="wordnet-supersenses", help="dataset folder or name")
@@ -166,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
 
     lens, dataset, detector = (_saved if args.detector else _calibrated)(args, kinds[0])
+    if not args.detector:  # reuse it next time with --detector OUT/detector
+        detector.save(out / "detector")
     t_calibrate = time.perf_counter() - t0
     test_rows = [int(r) for r in dataset.split_indices("test")]
     offsets = lens.content_offsets([dataset.texts[r] for r in test_rows])

@@ -7,10 +7,12 @@ best F1) and by its insertion and deletion curves. Means over samples come
 with percentile bootstrap intervals.
 
 Faithfulness areas are reported raw (``insertion``, ``deletion``: areas under
-``f``) and normalised (``insertion_norm``, ``deletion_norm``: the curve mapped
-so that the baseline input is 0 and the full text 1). The local target is
-built from the text itself, so its raw ``f`` is larger everywhere; the
-normalised areas compare the two targets on one scale.
+``f``) and normalised (``insertion_norm``, ``deletion_norm``: both curves of a
+sample min-max rescaled to ``[0, 1]`` over the range they span together). The
+local target is built from the text itself, so its raw ``f`` is larger
+everywhere; the normalised areas compare the two targets on one scale. (A
+rescaling by ``f(text) - f(baseline)`` alone was tried first: that gap is
+near 0 on many texts, and the ratios exploded.)
 """
 
 from __future__ import annotations
@@ -108,15 +110,17 @@ def select_cases(
 
 
 def _faithfulness(curves: dict[str, Any]) -> dict[str, float]:
+    """Areas of both curves min-max rescaled to ``[0, 1]`` over the range they span."""
     ins = np.asarray(curves["insertion_curve"], dtype=float)
     dele = np.asarray(curves["deletion_curve"], dtype=float)
-    full, empty = ins[-1], ins[0]  # insertion runs from the baseline to the text
-    span = full - empty
-    if abs(span) < 1e-9:
+    low = min(ins.min(), dele.min())
+    span = max(ins.max(), dele.max()) - low
+    if span < 1e-9:  # f does not move: the areas say nothing
         return {"insertion_norm": float("nan"), "deletion_norm": float("nan")}
+    fractions = curves["fractions"]
     return {
-        "insertion_norm": curve_area(torch.as_tensor((ins - empty) / span), curves["fractions"]),
-        "deletion_norm": curve_area(torch.as_tensor((dele - empty) / span), curves["fractions"]),
+        "insertion_norm": curve_area(torch.as_tensor((ins - low) / span), fractions),
+        "deletion_norm": curve_area(torch.as_tensor((dele - low) / span), fractions),
     }
 
 

@@ -79,8 +79,9 @@ def render_markdown(results: dict[str, Any], figures: list[str], command: str = 
         "",
         "## Normalised faithfulness",
         "",
-        "Curves rescaled so that the baseline input is 0 and the full text 1 (the local "
-        "target is built from the text itself, so its raw f is larger everywhere).",
+        "Each sample's two curves min-max rescaled to [0, 1] over the range they span "
+        "together (the local target is built from the text itself, so its raw f is "
+        "larger everywhere; this puts both targets on one scale).",
         "",
     ]
     names_n = {"insertion_norm": "Ins. (norm)", "deletion_norm": "Del. (norm)"}

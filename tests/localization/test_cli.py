@@ -33,6 +33,7 @@ def test_localize_writes_the_table_and_heatmaps(tiny_setup, capsys):
         assert {"auroc", "f1", "insertion", "deletion"} <= set(per_target["local"])
     report = (out / "localize.md").read_text()
     assert "| Occlusion |" in report and "SuperActivator" in report
+    assert (out / "detector" / "detector.json").is_file()  # the calibrated detector, for reuse
     pngs = list(out.glob("localize_row*.png"))
     assert len(pngs) == 1 and pngs[0].name in report
 
@@ -50,3 +51,28 @@ def test_bad_arguments_are_one_line(tmp_path, capsys, extra, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_localize_reuses_a_saved_detector(tmp_path, minilm_folder, monkeypatch):
+    import superact_lens.pipeline
+    from superact_lens.lens import ConceptLens
+    from tests.detection.tiny_detector import build_detector, tiny_bert_folder
+
+    model = str(tiny_bert_folder(tmp_path / "model", minilm_folder))
+    build_detector(ConceptLens(model), model).save(tmp_path / "det")
+    write_dataset_folder(make_synthetic_dataset(n=60, seed=1), tmp_path / "data")
+    out = tmp_path / "out"
+    argv = ["localize", "--model", model, "--dataset", str(tmp_path / "data"), "--out", str(out)]
+    argv += ["--detector", str(tmp_path / "det"), "--methods", "direct", "--heatmaps", "0"]
+    argv += ["--n-bootstrap", "20", "--quiet"]
+
+    def no_calibration(config):
+        raise AssertionError("--detector must not calibrate")
+
+    monkeypatch.setattr(superact_lens.pipeline, "run_experiment", no_calibration)
+    assert main(argv) == 0
+    results = json.loads((out / "localize.json").read_text())
+    assert results["setup"]["n_cases"] > 0
+    # a detector of another concept type is refused, naming both
+    argv_mean = [*argv[:-1], "--concepts", "mean", "--quiet"]
+    assert main(argv_mean) == 2

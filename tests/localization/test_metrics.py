@@ -98,3 +98,14 @@ def test_curves_on_a_grid_of_fractions():
     assert curves["deletion"] == pytest.approx(5.0)
     assert curve_steps(3, 11) == [0, 1, 2, 3]
     assert curve_steps(7, 3) == [0, 4, 7]  # round(3.5) = 4 (banker's rounding)
+
+
+def test_normalised_areas_are_rescaled_over_both_curves():
+    from superact_lens.localization.evaluate import _faithfulness
+
+    curves = insertion_deletion(LinearProblem([0.0, 1.0, 3.0, 2.0]), torch.tensor([0, 1, 3, 2.0]))
+    norm = _faithfulness(curves)  # range 0..6: areas divided by 6
+    assert norm["insertion_norm"] == pytest.approx(curves["insertion"] / 6)
+    assert norm["deletion_norm"] == pytest.approx(curves["deletion"] / 6)
+    flat = insertion_deletion(LinearProblem([0.0] * 3), torch.arange(3.0))
+    assert np.isnan(_faithfulness(flat)["insertion_norm"])
