@@ -1,7 +1,12 @@
-"""Streaming concept scores vs a bare forward, caching, and hidden states, on MiniLM.
+"""Streaming concept scores vs a bare forward, caching, and hidden states.
 
-Setup: all-MiniLM-L6-v2 (eager attention), 32 texts x 128 tokens, 64 random
-unit concepts, all 7 residual layers. Compared, in one run:
+Setup (``--model``, ``--tokens``): all-MiniLM-L6-v2 (default; eager attention,
+7 residual layers) or Gemma-3-270M (``--model gemma-270m``, the ``gemma``
+extra; 19 residual layers), 32 texts x 128 tokens (``--tokens 512`` for the
+long setting), 64 random unit concepts, every residual layer. Compared, in one
+run (``--methods`` picks a subset; Gemma's default leaves out the ones that
+pay its 262k-word unembedding or its ~1200-hook full cache, see
+``DEFAULT_METHODS``):
 
   (a) ``bare_hf``: bare Hugging Face forward (``AutoModel``, pre-tokenised, no_grad)
   (b) ``stream_*``: ``ConceptLens.scores`` end to end (tokenisation included) via
@@ -21,6 +26,10 @@ unit concepts, all 7 residual layers. Compared, in one run:
       include it, the baselines get pre-tokenised ids: every ``stream_vs_*``
       ratio is conservative by about ``tokenize_vs_bare``.
 
+Texts are random vocabulary words, truncated to exactly ``--tokens`` tokens
+(special tokens included) by the tokenizer, the same way for the lens
+(``max_length``) and the baselines.
+
 Time (benchmarks/_timing.py): one untimed warm-up of every method, then
 ``--reps`` repetitions, each running every method once in a shuffled order.
 Ratios are given as the median of per-repetition (paired) ratios -- the
@@ -36,7 +45,11 @@ baselines. ``max_abs_err_vs_cache`` is the largest error of any adapter's
 scores against projecting the full cache (per adapter in
 ``max_abs_err_vs_cache_by_adapter``).
 
-The last line of stdout is JSON. Usage: ``python benchmarks/bench_stream.py [--quick]``.
+``--memory-only`` skips the timing (for settings where 15 repetitions would
+take too long on a CPU, e.g. Gemma at 32 x 512): peak memory and errors only.
+
+The last line of stdout is JSON. Usage: ``python benchmarks/bench_stream.py
+[--quick] [--model gemma-270m] [--tokens 512] [--methods a,b] [--memory-only]``.
 """
 
 from __future__ import annotations
@@ -60,12 +73,33 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from _timing import interleaved_times, peak_new_bytes, ratio, summary  # noqa: E402
 
-from superact_lens.adapters import minilm_folder  # noqa: E402
+from superact_lens.adapters.zoo import packaged_model, prepare  # noqa: E402
 from superact_lens.concepts.bank import ConceptBank  # noqa: E402
 from superact_lens.lens import ConceptLens  # noqa: E402
 
-N_TEXTS, N_TOKENS, N_CONCEPTS = 32, 128, 64
+N_TEXTS, N_CONCEPTS = 32, 64
 ADAPTERS = ("hf", "bridge", "bridge_hooks", "nnsight")
+ALL_METHODS = (
+    "bare_hf",
+    *(f"stream_{a}" for a in ADAPTERS),
+    "tokenize_lens",
+    "bare_bridge",
+    "cache_then_project",
+    "cache_filtered_then_project",
+    "hidden_states_then_project",
+)
+# Gemma: the bridge wraps Gemma3ForCausalLM, whose 262k x 640 unembedding costs more
+# than the 18 blocks at these lengths, so bridge timings would measure the LM head.
+DEFAULT_METHODS = {
+    "minilm": ALL_METHODS,
+    "gemma-270m": (
+        "bare_hf",
+        "stream_hf",
+        "stream_nnsight",
+        "tokenize_lens",
+        "hidden_states_then_project",
+    ),
+}
 
 # headline ratio -> (numerator, denominator); time ratios are "*_vs_*" on wall time
 TIME_PAIRS = {
@@ -89,14 +123,18 @@ MEM_PAIRS = {
 }
 
 
-def make_texts(tokenizer, seed: int = 0) -> list[str]:
-    """32 texts of whole-word vocabulary entries, each exactly 128 tokens with [CLS]/[SEP]."""
+def make_texts(tokenizer, n_tokens: int, seed: int = 0) -> list[str]:
+    """32 texts of random whole-word vocabulary entries, each at least ``n_tokens``
+    tokens long (the tokenizer truncates them to exactly ``n_tokens``)."""
     rng = random.Random(seed)
-    words = [w for w in tokenizer.vocab if w.isalpha() and w.islower() and len(w) >= 3]
-    texts = [" ".join(rng.choice(words) for _ in range(N_TOKENS - 2)) for _ in range(N_TEXTS)]
-    lengths = {len(ids) for ids in tokenizer(texts)["input_ids"]}
-    if lengths != {N_TOKENS}:
-        raise RuntimeError(f"benchmark texts tokenise to lengths {lengths}, expected {N_TOKENS}")
+    vocab = tokenizer.get_vocab()
+    words = sorted(w for w in vocab if w.isalpha() and w.islower() and len(w) >= 3)
+    texts = [" ".join(rng.choice(words) for _ in range(n_tokens)) for _ in range(N_TEXTS)]
+    lengths = {
+        len(ids) for ids in tokenizer(texts, truncation=True, max_length=n_tokens)["input_ids"]
+    }
+    if lengths != {n_tokens}:
+        raise RuntimeError(f"benchmark texts tokenise to lengths {lengths}, expected {n_tokens}")
     return texts
 
 
@@ -110,38 +148,47 @@ def project_all(resids: list[torch.Tensor], bank: ConceptBank) -> torch.Tensor:
     )
 
 
-def build(folder: str):
-    """The models, lenses, texts, inputs, concept bank and every timed method."""
-    import nnsight
-    from transformer_lens.model_bridge import TransformerBridge
+def build(folder: str, n_tokens: int, wanted: tuple[str, ...]):
+    """The models, lenses, texts, inputs, concept bank and the timed methods in ``wanted``.
+
+    Models are only loaded when a wanted method needs them (the bridge, nnsight).
+    """
     from transformers import AutoModel, AutoTokenizer
 
+    need_bridge = any("bridge" in m or "cache" in m for m in wanted)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     hf = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
-    bridge = TransformerBridge.boot_transformers(folder, device="cpu")
-    nn_model = nnsight.NNsight(
-        AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
-    )
-    lenses = {
-        "hf": ConceptLens(hf, tokenizer=tokenizer),
-        "bridge": ConceptLens(bridge),
-        "bridge_hooks": ConceptLens(bridge, fast_path=False),
-        "nnsight": ConceptLens(nn_model, tokenizer=tokenizer),
-    }
-    texts = make_texts(tokenizer)
-    enc = tokenizer(texts, return_tensors="pt")
+    lenses = {"hf": ConceptLens(hf, tokenizer=tokenizer, max_length=n_tokens)}
+    if need_bridge:
+        from transformer_lens.model_bridge import TransformerBridge
+
+        bridge = TransformerBridge.boot_transformers(folder, device="cpu")
+        lenses["bridge"] = ConceptLens(bridge, max_length=n_tokens)
+        lenses["bridge_hooks"] = ConceptLens(bridge, fast_path=False, max_length=n_tokens)
+    if "stream_nnsight" in wanted:
+        import nnsight
+
+        nn_model = nnsight.NNsight(
+            AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
+        )
+        lenses["nnsight"] = ConceptLens(nn_model, tokenizer=tokenizer, max_length=n_tokens)
+    texts = make_texts(tokenizer, n_tokens)
+    enc = tokenizer(texts, return_tensors="pt", truncation=True, max_length=n_tokens)
     ids, mask = enc["input_ids"], enc["attention_mask"]
-    vectors = torch.randn(7, N_CONCEPTS, 384)
+    n_layers = lenses["hf"].n_layers
+    vectors = torch.randn(n_layers, N_CONCEPTS, lenses["hf"].d_model)
     bank = ConceptBank(
-        layers=list(range(7)),
+        layers=list(range(n_layers)),
         names=[f"c{i}" for i in range(N_CONCEPTS)],
         vectors=vectors / vectors.norm(dim=-1, keepdim=True),
     )
-    # exactly the hook points the bridge lens reads (hook-point path)
-    hooks_adapter = lenses["bridge_hooks"].adapter
-    resid_names = [hooks_adapter.layer0_name, *hooks_adapter.out_names]
-    if len(resid_names) != 7:
-        raise RuntimeError(f"expected 7 residual hook names, got {resid_names}")
+    resid_names: list[str] = []
+    if need_bridge:
+        # exactly the hook points the bridge lens reads (hook-point path)
+        hooks_adapter = lenses["bridge_hooks"].adapter
+        resid_names = [hooks_adapter.layer0_name, *hooks_adapter.out_names]
+        if len(resid_names) != n_layers:
+            raise RuntimeError(f"expected {n_layers} residual hook names, got {resid_names}")
 
     def bare():
         with torch.no_grad():
@@ -182,14 +229,16 @@ def build(folder: str):
     methods["cache_then_project"] = cache_then_project
     methods["cache_filtered_then_project"] = cache_filtered_then_project
     methods["hidden_states_then_project"] = hidden_then_project
-    return lenses, texts, ids, bank, methods
+    return lenses, texts, ids, bank, {m: methods[m] for m in wanted}
 
 
-def errors_vs_cache(lenses, texts, ids, bank, reference: torch.Tensor) -> dict[str, float]:
-    """Max |score - projected full cache| per adapter, on each lens's own tokens.
+def errors_vs_reference(lenses, texts, ids, bank, reference: torch.Tensor) -> dict[str, float]:
+    """Max |score - projected reference residuals| per adapter, on each lens's own tokens.
 
-    ``reference``: ``[layers, batch, pos, concepts]`` from ``cache_then_project``;
-    every lens must tokenise the texts to the same ids, or the comparison is void.
+    ``reference``: ``[layers, batch, pos, concepts]`` from ``cache_then_project``
+    (or, without the bridge, ``hidden_states_then_project`` on every layer but the
+    last, which Hugging Face decoders return after the final norm); every lens must
+    tokenise the texts to the same ids, or the comparison is void.
     """
     errs = {}
     for name, lens in lenses.items():
@@ -199,7 +248,8 @@ def errors_vs_cache(lenses, texts, ids, bank, reference: torch.Tensor) -> dict[s
         scores = lens.scores(texts, bank, batch_size=N_TEXTS, progress=False)
         content = batch.content_mask.cpu()
         errs[name] = max(
-            float((scores.tokens[i] - reference[i][content]).abs().max()) for i in range(7)
+            float((scores.tokens[i] - reference[i][content]).abs().max())
+            for i in range(reference.shape[0])
         )
     return errs
 
@@ -207,63 +257,98 @@ def errors_vs_cache(lenses, texts, ids, bank, reference: torch.Tensor) -> dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="15 repetitions (~3 min, 2 idle cores)"
+        "--quick", action="store_true", help="15 repetitions (~3 min for MiniLM, 2 idle cores)"
     )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 15 quick, 31)")
+    parser.add_argument("--model", default="minilm", choices=sorted(DEFAULT_METHODS))
+    parser.add_argument("--tokens", type=int, default=128, help="tokens per text (long: 512)")
+    parser.add_argument("--methods", default=None, help="comma-separated subset of the methods")
+    parser.add_argument(
+        "--memory-only", action="store_true", help="peak memory and errors, no timing"
+    )
     args = parser.parse_args()
     reps = args.reps or (15 if args.quick else 31)
+    wanted = DEFAULT_METHODS[args.model]
+    if args.methods:
+        wanted = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        unknown = sorted(set(wanted) - set(ALL_METHODS))
+        if unknown or "bare_hf" not in wanted:
+            raise SystemExit(f"--methods: unknown {unknown} or no bare_hf; from {ALL_METHODS}")
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
     start = time.perf_counter()
-    lenses, texts, ids, bank, methods = build(str(minilm_folder()))
+    entry = packaged_model(args.model)
+    if entry is None:
+        raise SystemExit(f"--model: not a packaged model: {args.model}")
+    lenses, texts, ids, bank, methods = build(str(prepare(entry)), args.tokens, wanted)
+    n_layers = len(bank.layers)
 
     def progress(i: int) -> None:
         print(f"  repetition {i + 1}/{reps}", file=sys.stderr, flush=True)
 
-    times = interleaved_times(methods, reps, on_rep=progress)
-    if lenses["bridge"].adapter.path != "fast":
+    times = {} if args.memory_only else interleaved_times(methods, reps, on_rep=progress)
+    if "bridge" in lenses and lenses["bridge"].adapter.path != "fast":
         raise RuntimeError("the bridge lens did not take its fast path")
-    if lenses["bridge_hooks"].adapter.path != "hook_points":
+    if "bridge_hooks" in lenses and lenses["bridge_hooks"].adapter.path != "hook_points":
         raise RuntimeError("the bridge_hooks lens did not take the hook-point path")
     peak = {name: peak_new_bytes(fn) for name, fn in methods.items()}
-    errs = errors_vs_cache(lenses, texts, ids, bank, methods["cache_then_project"]())
+    if "cache_then_project" in methods:
+        reference, reference_name = methods["cache_then_project"](), "cache_then_project"
+    elif "cache_filtered_then_project" in methods:
+        reference = methods["cache_filtered_then_project"]()
+        reference_name = "cache_filtered_then_project"
+    else:
+        reference = methods["hidden_states_then_project"]()[:-1]  # last: after the final norm
+        reference_name = "hidden_states_then_project (all layers but the last)"
+    errs = errors_vs_reference(lenses, texts, ids, bank, reference)
 
-    stats = {name: summary(t) for name, t in times.items()}
-    vs_bare = {name: ratio(times[name], times["bare_hf"]) for name in methods}
     mb = 1024**2
-    print(f"MiniLM, {N_TEXTS} x {N_TOKENS} tokens, {N_CONCEPTS} concepts, 7 layers, {reps} reps")
+    label = f"{args.model}, {N_TEXTS} x {args.tokens} tokens, {N_CONCEPTS} concepts"
+    print(f"{label}, {n_layers} layers, {0 if args.memory_only else reps} reps")
+    stats = {name: summary(t) for name, t in times.items()}
+    vs_bare = {name: ratio(times[name], times["bare_hf"]) for name in times}
     print(
         f"{'method':30s} {'median s':>9s} {'min s':>7s} {'vs bare':>8s} {'min/min':>8s} "
         f"{'peak MB':>8s}"
     )
     for name in methods:
-        r = vs_bare[name]
-        print(
-            f"{name:30s} {stats[name]['median_s']:9.3f} {stats[name]['min_s']:7.3f} "
-            f"{r['median_paired']:8.2f} {r['min_ratio']:8.2f} {peak[name] / mb:8.1f}"
-        )
-    time_ratios = {key: ratio(times[a], times[b]) for key, (a, b) in TIME_PAIRS.items()}
+        if name in times:
+            r = vs_bare[name]
+            cells = (
+                f"{stats[name]['median_s']:9.3f} {stats[name]['min_s']:7.3f} "
+                f"{r['median_paired']:8.2f} {r['min_ratio']:8.2f}"
+            )
+        else:
+            cells = f"{'—':>9s} {'—':>7s} {'—':>8s} {'—':>8s}"
+        print(f"{name:30s} {cells} {peak[name] / mb:8.1f}")
+    time_pairs = {k: (a, b) for k, (a, b) in TIME_PAIRS.items() if a in times and b in times}
+    mem_pairs = {k: (a, b) for k, (a, b) in MEM_PAIRS.items() if a in peak and b in peak}
+    time_ratios = {key: ratio(times[a], times[b]) for key, (a, b) in time_pairs.items()}
     for key, r in time_ratios.items():
         print(f"{key:30s} median paired {r['median_paired']:.3f}   min/min {r['min_ratio']:.3f}")
     for name, err in errs.items():
-        print(f"max |stream_{name} - cache| = {err:.2e}")
+        print(f"max |stream_{name} - {reference_name}| = {err:.2e}")
 
-    result: dict = {key: r["median_paired"] for key, r in time_ratios.items()}
-    result |= {key: peak[a] / peak[b] for key, (a, b) in MEM_PAIRS.items()}
-    result |= {
+    result: dict = {"model": args.model, "tokens": args.tokens, "n_layers": n_layers}
+    result |= {key: r["median_paired"] for key, r in time_ratios.items()}
+    result |= {key: peak[a] / peak[b] for key, (a, b) in mem_pairs.items()}
+    if "stream_bridge" in peak and "cache_then_project" in peak:
         # the same, counting only memory above what the bare forward itself needs
-        "extra_mem_vs_cache": (peak["stream_bridge"] - peak["bare_hf"])
-        / (peak["cache_then_project"] - peak["bare_hf"]),
+        result["extra_mem_vs_cache"] = (peak["stream_bridge"] - peak["bare_hf"]) / (
+            peak["cache_then_project"] - peak["bare_hf"]
+        )
+    result |= {
         "max_abs_err_vs_cache": max(errs.values()),
         "max_abs_err_vs_cache_by_adapter": errs,
+        "error_reference": reference_name,
         "ratio_of_min": {key: r["min_ratio"] for key, r in time_ratios.items()},
         "wall_s": {k: round(v["median_s"], 4) for k, v in stats.items()},
         "wall_min_s": {k: round(v["min_s"], 4) for k, v in stats.items()},
         "peak_mb": {k: round(v / mb, 1) for k, v in peak.items()},
-        "pairs": {key: f"{a} / {b}" for key, (a, b) in {**TIME_PAIRS, **MEM_PAIRS}.items()},
+        "pairs": {key: f"{a} / {b}" for key, (a, b) in {**time_pairs, **mem_pairs}.items()},
         "memory_method": "peak bytes of tensor storages newly allocated during one call and "
         "alive together (NewAllocationPeak: weights, inputs and views of them excluded)",
-        "reps": reps,
+        "reps": 0 if args.memory_only else reps,
         "ratio_method": "*_vs_*: median over repetitions of the paired ratio "
         "(every method once per repetition, shuffled order, after one warm-up); "
         "ratio_of_min: min over repetitions of each side",
