@@ -12,9 +12,9 @@ import logging
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from superact_lens.cli.run import out_folder
 from superact_lens.errors import InputError
 
 __all__ = ["add_parser", "run"]
@@ -157,13 +157,7 @@ def run(args: argparse.Namespace) -> int:
     config = AttributionConfig(
         n_steps=args.n_steps, n_samples=args.n_samples, batch_size=args.batch_size, seed=args.seed
     )
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
+    out = out_folder(args.out)
 
     lens, dataset, detector = (_saved if args.detector else _calibrated)(args, kinds[0])
     if not args.detector:  # reuse it next time with --detector OUT/detector

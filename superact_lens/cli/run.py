@@ -22,6 +22,18 @@ __all__ = ["add_parser", "run", "parse_layers", "parse_methods", "write_detector
 _DEFAULT_METHODS = "superact,superact_fixed,cls,mean,last,random,max"
 
 
+def out_folder(path: str | Path) -> Path:
+    """Create the ``--out`` folder (and parents); one clear error when that cannot be done."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
+    return out
+
+
 def parse_layers(text: str | None) -> list[int | str] | None:
     """``--layers 0,25,50,75,100`` are percents through the model (the paper's grids);
     ``L3`` or ``l3`` selects residual layer index 3; ``all`` or nothing means every layer."""
@@ -199,13 +211,7 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         progress=not args.quiet,
     )
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
+    out = out_folder(args.out)
 
     exp = run_experiment(config)
     figures = [] if args.no_figures else save_figures(exp, out)
