@@ -184,13 +184,14 @@ class ConceptLens:
         sinks: Sequence[Any],
         layers: Any = None,
         batch_size: int = 32,
-        progress: bool = True,
+        progress: bool | str = True,
     ) -> list[Any]:
         """Run the model over ``texts`` and feed each chosen layer's residual to ``sinks``.
 
         ``layers=None`` streams the union of the layers the sinks ask for (all
         layers if any sink does not say). Texts are batched by length (fewer
         pads); each sink sees the global index of every text in ``batch.sample_ids``.
+        ``progress``: a bar on stderr; a string turns it on and names it (the phase).
         Returns ``sinks``.
         """
         texts = check_texts(texts)
@@ -217,7 +218,12 @@ class ConceptLens:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         n_truncated = 0
         bar = tqdm(
-            total=len(texts), disable=not progress, file=sys.stderr, unit="text", leave=False
+            total=len(texts),
+            desc=progress if isinstance(progress, str) else None,
+            disable=not progress,
+            file=sys.stderr,
+            unit="text",
+            leave=False,
         )
         try:
             for start in range(0, len(order), batch_size):
@@ -270,7 +276,7 @@ class ConceptLens:
         cls_bank: ConceptBank | None = None,
         layers: Any = None,
         batch_size: int = 32,
-        progress: bool = True,
+        progress: bool | str = True,
     ) -> TokenScores:
         """Scores of every content token (and the sample embedding) on ``bank``'s concepts."""
         from superact_lens.sinks.projection import ProjectionSink

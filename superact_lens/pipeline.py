@@ -20,13 +20,16 @@ baseline asks it about every TEST sample and concept; it needs no calibration.
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from jaxtyping import Bool
 from torch import Tensor
+from tqdm import tqdm
 
 from superact_lens.concepts import ConceptBank, fit_concepts, make_estimator
 from superact_lens.data import TextDataset, load_dataset, token_masks
@@ -196,6 +199,15 @@ def _open_model(config: RunConfig, names: list[str]) -> tuple[ConceptLens, Promp
     return lens, prompt.load()
 
 
+def _phases(kinds: Sequence[str], verb: str, progress: bool) -> Iterator[str]:
+    """Yield ``kinds`` under a stderr bar named after the current one ("fitting linsep")."""
+    bar = tqdm(kinds, disable=not progress, file=sys.stderr, unit="type", leave=False)
+    with bar:
+        for kind in bar:
+            bar.set_description(f"{verb} {kind}")
+            yield kind
+
+
 def prepare(
     config: RunConfig,
 ) -> tuple[ConceptLens, TextDataset, list[int], list[Tensor], PromptDetector | None]:
@@ -239,7 +251,7 @@ def run_experiment(config: RunConfig) -> Experiment:
         [stats, collector, train_cls],
         layers=layers,
         batch_size=config.batch_size,
-        progress=config.progress,
+        progress=config.progress and "train pass",
     )
     normalizer = stats.result()
     sample, notes = _spanless_fallback(collector.result(), names)
@@ -250,7 +262,7 @@ def run_experiment(config: RunConfig) -> Experiment:
     t0 = time.perf_counter()
     banks: dict[str, ConceptBank] = {}
     cls_banks: dict[str, ConceptBank] = {}
-    for kind in config.concepts:
+    for kind in _phases(config.concepts, "fitting", config.progress):
         log.info("fitting %s concepts", kind)
         unsupervised = kind in ("kmeans", "klinsep")
         # The CLS level clusters train samples, so k cannot exceed their number.
@@ -278,7 +290,7 @@ def run_experiment(config: RunConfig) -> Experiment:
         list(sinks.values()),
         layers=layers,
         batch_size=config.batch_size,
-        progress=config.progress,
+        progress=config.progress and "cal+test pass",
     )
     t_embed_eval = time.perf_counter() - t0
 
@@ -316,7 +328,7 @@ def run_experiment(config: RunConfig) -> Experiment:
     )
 
     t0 = time.perf_counter()
-    for kind in config.concepts:
+    for kind in _phases(config.concepts, "calibrating", config.progress):
         calibrate(exp, kind)
     t_calibrate = time.perf_counter() - t0
 

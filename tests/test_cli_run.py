@@ -188,9 +188,10 @@ def test_prompt_errors_are_one_line(tmp_path, capsys, argv, message):
     assert len(err) == 1 and err[0].startswith("superact: error:") and message in err[0]
 
 
-def test_prompt_method_on_a_small_decoder(tmp_path):
+def test_prompt_method_on_a_small_decoder(tmp_path, capsys):
     """`--prompt` on a tiny random GPT-2 (LM head, no pad token): one `prompt` entry,
-    the same under every concept type, equal to asking the model about the TEST split."""
+    the same under every concept type, equal to asking the model about the TEST split.
+    Its progress bars name their phase."""
     from superact_lens.data import load_dataset
     from superact_lens.detection import PromptDetector, detection_metrics
     from tests.tiny_decoders import gpt2_style, save, tiny_gpt2
@@ -201,8 +202,12 @@ def test_prompt_method_on_a_small_decoder(tmp_path):
     out = tmp_path / "out"
     argv = ["run", "--model", str(model_dir), "--dataset", str(data), "--out", str(out),
             "--concepts", "linsep,mean", "--layers", "0,100", "--n-bootstrap", "50",
-            "--no-figures", "--quiet", "--prompt"]  # fmt: skip
+            "--no-figures", "--prompt"]  # fmt: skip
     assert main(argv) == 0
+    err = capsys.readouterr().err
+    for phase in ("train pass", "fitting linsep", "fitting mean", "cal+test pass",
+                  "calibrating linsep", "calibrating mean", "prompt baseline"):  # fmt: skip
+        assert phase in err, phase
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["methods"][-1] == "prompt"
     assert "prompt" in res["timing_s"]

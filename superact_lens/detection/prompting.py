@@ -259,7 +259,12 @@ class PromptDetector:
         order = sorted(range(len(flat)), key=lambda i: -len(flat[i]))
         started = time.perf_counter()
         bar = tqdm(
-            total=len(flat), disable=not self.progress, file=sys.stderr, unit="prompt", leave=False
+            total=len(flat),
+            desc="prompt baseline",
+            disable=not self.progress,
+            file=sys.stderr,
+            unit="prompt",
+            leave=False,
         )
         with bar, eval_mode(self.model_), torch.no_grad():
             for start in range(0, len(order), self.batch_size):
