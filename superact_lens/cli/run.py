@@ -186,9 +186,8 @@ def write_detectors(exp: Experiment, out: Path, command: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from superact_lens.figures import save_figures
     from superact_lens.pipeline import RunConfig, run_experiment
-    from superact_lens.report import render_report
+    from superact_lens.report import render_report, save_figures
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("superact: %(message)s"))

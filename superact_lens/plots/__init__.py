@@ -12,7 +12,7 @@ from .figures import (
     plot_separability,
 )
 from .heatmap import token_heatmap_html, token_heatmap_png
-from .report import save_report_figures
+from .suite import save_report_figures
 from .token_page import write_detect_page
 
 __all__ = [
