@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from torch import nn
 from superact_lens.adapters.zoo import packaged_model, prepare
 from superact_lens.errors import InputError
 
-__all__ = ["MINILM_NAMES", "load_model", "minilm_folder", "model_source"]
+__all__ = ["MINILM_NAMES", "load_model", "minilm_folder", "model_source", "resolve_hub_id"]
 
 _MINILM = packaged_model("minilm")
 assert _MINILM is not None
@@ -46,6 +47,58 @@ def model_source(name: str) -> str:
     return str(path)
 
 
+_PROBE_TIMEOUT_S = 2.0  # one request to the Hub endpoint decides "is there a network?"
+_TRUE = ("1", "on", "yes", "true")
+
+
+def resolve_hub_id(repo_id: str) -> dict[str, Any]:
+    """Loader options for the Hugging Face id ``repo_id``; fail fast when it cannot load.
+
+    Without this, an id that is not cached, with no network, makes the Hub client
+    retry for about 45 s before its error. Offline (``HF_HUB_OFFLINE`` or
+    ``TRANSFORMERS_OFFLINE`` set) or when one request to the Hub endpoint
+    (``HF_ENDPOINT``; 2 s timeout) fails: a cached id loads with
+    ``local_files_only=True``; an id not in the cache is an InputError at once.
+    Returns ``{}`` when the Hub answers (the loader then does as usual).
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid id: the loader's own error names the rule
+        return {}
+    offline_vars = [v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if _env_true(v)]
+    if offline_vars:
+        reason = f"{offline_vars[0]} is set"
+    else:
+        endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+        reason = _unreachable(endpoint)
+        if reason is None:
+            return {}
+    if cached:
+        return {"local_files_only": True}
+    raise InputError(
+        f"model: {repo_id!r} is not in the local Hugging Face cache and there is no network "
+        f"({reason}); download it once with network, or pass a local model folder "
+        "(--model /path/to/folder holding config.json)"
+    )
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def _unreachable(endpoint: str) -> str | None:
+    """Why ``endpoint`` cannot be reached (one HEAD request), or None if it answers."""
+    import httpx
+
+    try:
+        httpx.head(endpoint, timeout=_PROBE_TIMEOUT_S)
+    except httpx.HTTPError as err:  # any HTTP answer, even an error status, means reachable
+        return f"cannot reach {endpoint}: {type(err).__name__}"
+    return None
+
+
 def load_model(
     name: str,
     device: str | torch.device | None = None,
@@ -61,16 +114,17 @@ def load_model(
     Hub id that is not in the local cache, fail with an InputError saying so.
     """
     source = model_source(name)
+    hub = {} if Path(source).is_dir() else resolve_hub_id(source)
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(hub)
     if dtype is not None:
         kwargs["dtype"] = dtype
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     auto = AutoModelForCausalLM if causal_lm else AutoModel
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub)
         model = auto.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

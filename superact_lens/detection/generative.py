@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from superact_lens.adapters.loading import load_model, model_source
+from superact_lens.adapters.loading import load_model, model_source, resolve_hub_id
 from superact_lens.errors import InputError, InputTypeError
 
 __all__ = ["answer_token_ids", "check_causal_lm", "load_generative"]
@@ -36,8 +37,9 @@ def load_generative(
     from transformers import AutoConfig
 
     source = model_source(name)
+    hub = {} if Path(source).is_dir() else resolve_hub_id(source)
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, **hub)
     except (OSError, ValueError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise InputError(f"model: could not load {name!r} as a causal LM: {first}") from None
