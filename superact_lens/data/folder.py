@@ -70,6 +70,14 @@ class _Source:
         root = min(roots, key=len)
         self._files = {k[len(root) :]: v for k, v in files.items() if k.startswith(root)}
 
+    def names(self, prefix: str) -> list[str]:
+        """Relative paths (``/``-separated) of the files under the folder ``prefix``, sorted."""
+        if self._files is None:
+            base = self.path / prefix
+            found = [p for p in base.rglob("*") if p.is_file()] if base.is_dir() else []
+            return sorted(p.relative_to(self.path).as_posix() for p in found)
+        return sorted(k for k in self._files if k.startswith(prefix.rstrip("/") + "/"))
+
     def read_bytes(self, rel: str) -> bytes:
         if self._files is None:
             return (self.path / rel).read_bytes()
@@ -77,6 +85,36 @@ class _Source:
         if key not in self._files:
             raise InputFileNotFoundError(rel)
         return self._files[key]
+
+
+def _open_source(folder: str | Path, name: str | None) -> tuple[_Source, str]:
+    """The files of a dataset folder or archive, and the name its errors use."""
+    path = Path(folder)
+    src_name = name or str(path)
+    if not path.exists():
+        raise DatasetError([f"no such folder: {path}"], src_name)
+    if path.is_file() and not path.name.lower().endswith(_ARCHIVES):
+        raise DatasetError([f"{path} is a file; expected a folder or .tar.gz/.zip archive"])
+    return _Source(path), src_name
+
+
+def _read_metadata(src: _Source, src_name: str) -> tuple[list[str], list[dict]]:
+    """Header (stripped names) and rows of ``metadata.csv``; :class:`DatasetError` if unusable."""
+    try:
+        raw = src.read_bytes("metadata.csv").decode("utf-8-sig")
+    except FileNotFoundError:
+        raise DatasetError(["missing metadata.csv"], src_name) from None
+    except UnicodeDecodeError as err:
+        raise DatasetError([f"metadata.csv is not valid UTF-8 ({err.reason})"], src_name) from None
+    reader = csv.DictReader(io.StringIO(raw))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    rows = list(reader)
+    if not header:
+        raise DatasetError(["metadata.csv is empty (no header)"], src_name)
+    if not rows:
+        raise DatasetError(["metadata.csv has no rows"], src_name)
+    return header, rows
 
 
 def _parse_flag(value: str | None) -> bool | None:
@@ -147,31 +185,14 @@ def read_dataset_folder(
         concepts: concept column names; by default the 0/1 columns.
         name: name of the dataset (default: the folder path).
     """
-    path = Path(folder)
-    src_name = name or str(path)
-    if not path.exists():
-        raise DatasetError([f"no such folder: {path}"], src_name)
-    if path.is_file() and not path.name.lower().endswith(_ARCHIVES):
-        raise DatasetError([f"{path} is a file; expected a folder or .tar.gz/.zip archive"])
-    src = _Source(path)
-    try:
-        raw = src.read_bytes("metadata.csv").decode("utf-8-sig")
-    except FileNotFoundError:
-        raise DatasetError(["missing metadata.csv"], src_name) from None
-    except UnicodeDecodeError as err:
-        raise DatasetError([f"metadata.csv is not valid UTF-8 ({err.reason})"], src_name) from None
-    reader = csv.DictReader(io.StringIO(raw))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    rows = list(reader)
-    if not header:
-        raise DatasetError(["metadata.csv is empty (no header)"], src_name)
-    if not rows:
-        raise DatasetError(["metadata.csv has no rows"], src_name)
+    src, src_name = _open_source(folder, name)
+    header, rows = _read_metadata(src, src_name)
     problems: list[str] = []
     if "text_path" not in header:
         if "image_path" in header:
-            problems.append("image datasets (image_path) are not supported by the text loader")
+            problems.append(
+                "image datasets (image_path) are read by superact_lens.data.read_image_folder"
+            )
         problems.append("metadata.csv: missing column 'text_path'")
     cols, col_problems = _concept_columns(header, rows, concepts)
     problems += [f"metadata.csv: {p}" for p in col_problems]

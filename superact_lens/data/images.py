@@ -1,0 +1,289 @@
+"""Image datasets in the folder format (INTERFACES.md section 1), masks loaded lazily.
+
+::
+
+    DATASET/
+      metadata.csv                  image_path, split, one 0/1 column per concept
+      images/...                    any format Pillow reads
+      masks/<image stem>/<concept>.png   white = concept, same size as the image
+
+A positive image without a mask is "present, location unknown" (like a
+positive text without a span); a negative image has an empty mask. Concept
+folder names match columns ignoring case, space, ``_`` and ``-``.
+
+:func:`read_image_folder` checks everything up front (each image's header and
+checksums, each mask fully) and raises one :class:`DatasetError` listing every
+problem with its row and file; the pixels are read again only when asked for.
+Pixel -> patch masks: see :mod:`superact_lens.data.patches`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from jaxtyping import Bool
+from PIL import Image, UnidentifiedImageError
+
+from superact_lens.data.dataset import SPLITS, DatasetError
+from superact_lens.data.folder import (
+    RESERVED,
+    _concept_columns,
+    _open_source,
+    _parse_flag,
+    _read_metadata,
+    stratified_split,
+)
+from superact_lens.data.patches import content_pixels, fit_mask, patch_masks
+from superact_lens.data.tags import normalize_name
+from superact_lens.errors import InputError
+
+__all__ = ["ImageDataset", "read_image_folder"]
+
+_IMAGE_ERRORS = (
+    OSError,
+    UnidentifiedImageError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+)
+
+
+@dataclass
+class ImageDataset:
+    """Images with sample-level concept labels and per-concept pixel masks on disk.
+
+    Attributes:
+        name: dataset name or folder it came from.
+        concepts: concept names, one per label column.
+        paths: ``image_path`` of each image, relative to the folder.
+        labels: ``bool [n, C]``, concept present in the image.
+        splits: ``str [n]`` in ``{"train", "cal", "test"}``.
+        sizes: ``(width, height)`` of each image.
+        mask_paths: per image, ``{concept index: mask path}`` for the masks it has.
+        meta: free-form extras (``split_source``, ``ignored_columns``).
+    """
+
+    name: str
+    concepts: list[str]
+    paths: list[str]
+    labels: np.ndarray
+    splits: np.ndarray
+    sizes: list[tuple[int, int]]
+    mask_paths: list[dict[int, str]]
+    meta: dict = field(default_factory=dict)
+    read_bytes: Callable[[str], bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=bool)
+        self.splits = np.asarray(self.splits, dtype=str)
+        n, n_concepts = len(self.paths), len(self.concepts)
+        if self.labels.shape != (n, n_concepts):
+            raise InputError(f"labels: expected shape ({n}, {n_concepts}), got {self.labels.shape}")
+        for attr in ("sizes", "mask_paths"):
+            if len(getattr(self, attr)) != n:
+                raise InputError(f"{attr}: expected {n} entries, got {len(getattr(self, attr))}")
+        if self.splits.shape != (n,) or not set(self.splits.tolist()) <= set(SPLITS):
+            raise InputError(f"splits: expected {n} names from {SPLITS}")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def n_concepts(self) -> int:
+        """Number of concepts ``C``."""
+        return len(self.concepts)
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Indices (int array, ascending) of the images in ``split``."""
+        if split not in SPLITS:
+            raise InputError(f"split: expected one of {SPLITS}, got {split!r}")
+        return np.flatnonzero(self.splits == split)
+
+    def select(self, indices: np.ndarray | list[int]) -> ImageDataset:
+        """A new dataset with the images at ``indices``, in that order."""
+        idx = [int(i) for i in np.asarray(indices, dtype=int).ravel()]
+        return ImageDataset(
+            self.name,
+            list(self.concepts),
+            [self.paths[i] for i in idx],
+            self.labels[idx],
+            self.splits[idx],
+            [self.sizes[i] for i in idx],
+            [dict(self.mask_paths[i]) for i in idx],
+            dict(self.meta),
+            self.read_bytes,
+        )
+
+    def subset(self, split: str) -> ImageDataset:
+        """The images of one split, order kept."""
+        return self.select(self.split_indices(split))
+
+    def _open(self, rel: str) -> Image.Image:
+        if self.read_bytes is None:
+            raise InputError(f"{self.name}: no file reader; the dataset was built without one")
+        return Image.open(io.BytesIO(self.read_bytes(rel)))
+
+    def image(self, i: int) -> Image.Image:
+        """Image ``i`` as RGB (read from disk now)."""
+        return self._open(self.paths[i]).convert("RGB")
+
+    def has_mask(self, i: int, concept: int | str) -> bool:
+        """Whether image ``i`` locates ``concept`` (a positive without a mask does not)."""
+        return self._index(concept) in self.mask_paths[i]
+
+    def _index(self, concept: int | str) -> int:
+        if isinstance(concept, str):
+            if concept not in self.concepts:
+                raise InputError(f"concept: expected one of {self.concepts}, got {concept!r}")
+            return self.concepts.index(concept)
+        return int(concept)
+
+    def concept_mask(self, i: int, concept: int | str) -> Bool[np.ndarray, "H W"]:
+        """``bool [H, W]`` pixels of ``concept`` in image ``i`` (all False without a mask)."""
+        c = self._index(concept)
+        width, height = self.sizes[i]
+        rel = self.mask_paths[i].get(c)
+        if rel is None:
+            return np.zeros((height, width), dtype=bool)
+        return np.asarray(self._open(rel).convert("L")) > 127
+
+    def masks(self, i: int) -> Bool[np.ndarray, "C H W"]:
+        """``bool [C, H, W]``: every concept's pixel mask of image ``i``."""
+        return np.stack([self.concept_mask(i, c) for c in range(self.n_concepts)])
+
+    def patch_masks(
+        self, i: int, target: int, patch_size: int, fit: str = "letterbox"
+    ) -> tuple[Bool[np.ndarray, "C h w"], Bool[np.ndarray, "h w"]]:
+        """Concept and content patch masks of image ``i`` as a ``target``-px model sees it.
+
+        Returns ``(in_concept bool [C, T/p, T/p], content bool [T/p, T/p])``; ``fit``
+        is how the image reaches ``target x target`` (see :mod:`~superact_lens.data.patches`).
+        """
+        width, height = self.sizes[i]
+        pixels = content_pixels(width, height, target, fit)
+        fitted = np.stack([fit_mask(m, target, fit) for m in self.masks(i)])
+        return patch_masks(fitted, patch_size, content=pixels), patch_masks(pixels, patch_size)
+
+
+def _check_image(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` of an image; raises if Pillow cannot read or verify it."""
+    with Image.open(io.BytesIO(data)) as img:
+        size = img.size
+        img.verify()  # checksums and structure, without decoding every pixel
+    return size
+
+
+def read_image_folder(
+    folder: str | Path,
+    seed: int = 0,
+    concepts: Sequence[str] | None = None,
+    name: str | None = None,
+) -> ImageDataset:
+    """Load an image dataset folder (or archive); raise :class:`DatasetError` listing all problems.
+
+    Refused, naming the file: a missing or duplicate ``image_path``, an image or
+    mask Pillow cannot read, a mask whose size differs from its image's, a mask
+    folder for an unknown image or concept, a white mask for a concept labelled 0,
+    and everything the text reader refuses in ``metadata.csv``.
+    """
+    src, src_name = _open_source(folder, name)
+    header, rows = _read_metadata(src, src_name)
+    problems: list[str] = []
+    if "image_path" not in header:
+        problems.append("metadata.csv: missing column 'image_path'")
+    cols, col_problems = _concept_columns(header, rows, concepts)
+    problems += [f"metadata.csv: {p}" for p in col_problems]
+    if problems:
+        raise DatasetError(problems, src_name)
+    lookup = {normalize_name(c): i for i, c in enumerate(cols)}
+    if len(lookup) < len(cols):
+        problems.append("metadata.csv: concept names collide once case, space, _ and - are ignored")
+
+    has_split = "split" in header
+    labels = np.zeros((len(rows), len(cols)), dtype=bool)
+    paths, splits, sizes = [], [], []
+    row_of_path: dict[str, int] = {}
+    row_of_stem: dict[str, int] = {}
+    for r, row in enumerate(rows, start=1):
+        rel = str(PurePosixPath((row.get("image_path") or "").strip().replace("\\", "/")))
+        where = f"metadata.csv row {r} (file {rel if rel != '.' else '?'})"
+        for j, c in enumerate(cols):
+            flag = _parse_flag(row.get(c))
+            if flag is None:
+                problems.append(f"{where}: column '{c}': expected 0 or 1, got {row.get(c)!r}")
+            labels[r - 1, j] = bool(flag)
+        split = (row.get("split") or "").strip().lower() if has_split else ""
+        if has_split and split not in SPLITS:
+            problems.append(f"{where}: unknown split {row.get('split')!r} (expected {SPLITS})")
+        size = (0, 0)
+        stem = PurePosixPath(rel).stem
+        if rel == ".":
+            problems.append(f"{where}: missing image_path")
+        elif rel in row_of_path:
+            problems.append(f"{where}: duplicate image_path (also row {row_of_path[rel]})")
+        elif stem in row_of_stem:
+            problems.append(
+                f"{where}: image stem '{stem}' also used by row {row_of_stem[stem]}, "
+                f"so masks/{stem}/ would be shared"
+            )
+        else:
+            try:
+                size = _check_image(src.read_bytes(rel))
+            except FileNotFoundError:
+                problems.append(f"{where}: image file not found")
+            except _IMAGE_ERRORS as err:
+                problems.append(f"{where}: unreadable image ({type(err).__name__}: {err})")
+        row_of_path.setdefault(rel, r)
+        row_of_stem.setdefault(stem, r)
+        paths.append(rel)
+        splits.append(split)
+        sizes.append(size)
+
+    mask_paths: list[dict[int, str]] = [{} for _ in rows]
+    for rel in src.names("masks"):
+        parts = PurePosixPath(rel).parts
+        if len(parts) != 3 or PurePosixPath(rel).suffix.lower() != ".png":
+            problems.append(f"{rel}: expected masks/<image stem>/<concept>.png")
+            continue
+        stem, concept = parts[1], PurePosixPath(rel).stem
+        r = row_of_stem.get(stem)
+        c = lookup.get(normalize_name(concept))
+        if r is None:
+            problems.append(f"{rel}: mask folder for an unknown image (no image named {stem}.*)")
+            continue
+        if c is None:
+            problems.append(f"{rel}: mask for an unknown concept {concept!r} (columns: {cols})")
+            continue
+        where = f"metadata.csv row {r} (file {rel})"
+        try:
+            with Image.open(io.BytesIO(src.read_bytes(rel))) as img:
+                if sizes[r - 1] != (0, 0) and img.size != sizes[r - 1]:
+                    w, h = sizes[r - 1]
+                    problems.append(f"{where}: mask is {img.width}x{img.height}, image is {w}x{h}")
+                    continue
+                white = bool((np.asarray(img.convert("L")) > 127).any())
+        except _IMAGE_ERRORS as err:
+            problems.append(f"{where}: unreadable mask ({type(err).__name__}: {err})")
+            continue
+        if white and not labels[r - 1, c]:
+            problems.append(f"{where}: mask has white pixels but column '{cols[c]}' is 0")
+        mask_paths[r - 1][c] = rel
+
+    split_arr = np.asarray(splits) if has_split else stratified_split(labels, seed)
+    for j, c in enumerate(cols):
+        for s in ("train", "cal"):
+            if not labels[split_arr == s, j].any():
+                problems.append(f"concept '{c}': no positive sample in {s}")
+    if problems:
+        raise DatasetError(problems, src_name)
+    meta = {
+        "split_source": "column" if has_split else f"seed {seed}",
+        "ignored_columns": [h for h in header if h not in RESERVED and h not in cols],
+    }
+    return ImageDataset(
+        src_name, cols, paths, labels, split_arr, sizes, mask_paths, meta, src.read_bytes
+    )
