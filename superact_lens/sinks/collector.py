@@ -10,6 +10,13 @@ key is shared, the reservoirs of different concepts overlap as much as they
 can, so a token kept by several is stored once and memory stays near
 ``cap_neg + C * cap_in`` tokens instead of ``C * (cap_in + cap_neg)`` (it is
 never more). The sample depends on the seed only, not on batch order.
+
+Sharding: a collector may stream any subset of the samples (``sample_index``
+maps its texts to global sample indices); ``merge`` of the collectors of
+disjoint shards keeps the bottom-k of the union, which is exactly the one-pass
+sample (same tokens, whatever the split points, shard order or batch size).
+``state_dict`` / ``load_state_dict`` save and restore it (tensors + JSON
+values, see :mod:`superact_lens.stats.state`).
 """
 
 from __future__ import annotations
@@ -76,6 +83,8 @@ class TokenCollector(Sink):
         cap_neg: tokens of negative samples kept per concept.
         seed: the sample depends on it and on nothing else.
         layers: layers to collect (default: every streamed layer).
+        sample_index: global sample index (row of ``token_masks``) of each
+            streamed text; default: the i-th text is sample i.
     """
 
     def __init__(
@@ -86,6 +95,7 @@ class TokenCollector(Sink):
         cap_neg: int = 20000,
         seed: int = 0,
         layers: list[int] | None = None,
+        sample_index: list[int] | Tensor | None = None,
     ) -> None:
         labels = torch.as_tensor(np.asarray(sample_labels)).bool()
         if labels.ndim != 2:
@@ -107,10 +117,22 @@ class TokenCollector(Sink):
         self.token_masks, self.sample_labels = masks, labels
         self.cap_in, self.cap_neg, self.seed = cap_in, cap_neg, seed
         self.layers = list(layers) if layers is not None else None
+        self.sample_index = None
+        if sample_index is not None:
+            index = torch.as_tensor(sample_index, dtype=torch.long).flatten()
+            if len(index) and (int(index.min()) < 0 or int(index.max()) >= len(masks)):
+                raise InputError(f"sample_index: entries must lie in [0, {len(masks)})")
+            if len(torch.unique(index)) != len(index):
+                raise InputError("sample_index: a sample appears twice")
+            self.sample_index = index
 
     def begin(self, n_samples: int, layers: list[int], d_model: int) -> None:
         super().begin(n_samples, layers, d_model)
-        if n_samples != len(self.token_masks):
+        if self.sample_index is not None and n_samples != len(self.sample_index):
+            raise InputError(
+                f"sample_index: {len(self.sample_index)} entries but {n_samples} texts are streamed"
+            )
+        if self.sample_index is None and n_samples != len(self.token_masks):
             raise InputError(
                 f"token_masks: {len(self.token_masks)} masks but {n_samples} texts are streamed"
             )
@@ -133,7 +155,8 @@ class TokenCollector(Sink):
         self._store, self._store_uid = store, uids
 
     def begin_batch(self, batch: TokenBatch) -> None:
-        ids = batch.sample_ids.cpu().tolist()
+        ids = batch.sample_ids.cpu()
+        ids = (ids if self.sample_index is None else self.sample_index[ids]).tolist()
         lengths = batch.n_content.cpu().tolist()
         for s, n in zip(ids, lengths, strict=True):
             if self.token_masks[s].shape[0] != n:
@@ -201,3 +224,83 @@ class TokenCollector(Sink):
 
     def state(self) -> dict[str, Any]:
         return {"stored": self.memory_tokens(), "capacity": self._store.shape[1]}
+
+    # ------------------------------------------------------------- sharding
+    def _stored(self) -> tuple[Tensor, Tensor]:
+        """Stored token uids (sorted) and their embeddings ``[layers, n, d_model]``."""
+        used = torch.nonzero(self._store_uid >= 0).flatten()
+        used = used[torch.argsort(self._store_uid[used])]
+        return self._store_uid[used], self._store[:, used]
+
+    def _set_store(self, uids: Tensor, embeddings: Tensor) -> None:
+        n = len(uids)
+        self._store, self._store_uid = embeddings.clone(), uids.clone()
+        self._slot_of = dict(zip(uids.tolist(), range(n), strict=True))
+        self._free = []
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "cap_in": self.cap_in,
+            "cap_neg": self.cap_neg,
+            "seed": self.seed,
+            "layers": list(self.layers_),
+            "d_model": self.d_model_,
+        }
+
+    def merge(self, other: TokenCollector) -> TokenCollector:
+        """Fold in a collector that streamed other samples of the same split (in place).
+
+        Both must share masks, labels, caps, seed and layers; a token seen by
+        both means the shards overlap and raises.
+        """
+        self._check_begun()
+        other._check_begun()
+        mine, theirs = self._config(), other._config()
+        if mine != theirs:
+            raise InputError(f"other: collector configured as {theirs}, this one as {mine}")
+        if len(self.token_masks) != len(other.token_masks) or not torch.equal(
+            self.sample_labels, other.sample_labels
+        ):
+            raise InputError("other: collects from different sample labels or masks")
+        uids_a, emb_a = self._stored()
+        uids_b, emb_b = other._stored()
+        if bool(torch.isin(uids_a, uids_b).any()):
+            raise InputError("other: a token is stored by both collectors (shards overlap)")
+        for mine_r, theirs_r in zip(self._in + self._neg, other._in + other._neg, strict=True):
+            mine_r.offer(theirs_r.keys, theirs_r.uids)
+        kept = torch.unique(torch.cat([r.uids for r in self._in + self._neg]))
+        uids = torch.cat([uids_a, uids_b])
+        emb = torch.cat([emb_a, emb_b], dim=1)
+        keep = torch.isin(uids, kept)
+        order = torch.argsort(uids[keep])
+        self._set_store(uids[keep][order], emb[:, keep][:, order])
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """The collector's state: configuration (JSON values), the reservoirs'
+        token uids per concept and the stored embeddings, in uid order."""
+        self._check_begun()
+        uids, emb = self._stored()
+        state: dict[str, Any] = {**self._config(), "uids": uids, "embeddings": emb.clone()}
+        for name, reservoirs in (("in", self._in), ("neg", self._neg)):
+            for c, r in enumerate(reservoirs):
+                state[f"{name}.{c}"] = r.uids.sort().values
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> TokenCollector:
+        """Restore :meth:`state_dict` into a collector built with the same masks and labels."""
+        config = {k: state[k] for k in ("cap_in", "cap_neg", "seed")}
+        mine = {"cap_in": self.cap_in, "cap_neg": self.cap_neg, "seed": self.seed}
+        if config != mine:
+            raise InputError(f"state: collector configured as {config}, this one as {mine}")
+        n_concepts = self.sample_labels.shape[1]
+        Sink.begin(self, len(self.token_masks), state["layers"], state["d_model"])
+        self._in, self._neg = [], []
+        for name, cap, out in (("in", self.cap_in, self._in), ("neg", self.cap_neg, self._neg)):
+            for c in range(n_concepts):
+                r = _Reservoir(cap)
+                uids = state[f"{name}.{c}"].long()
+                r.keys, r.uids = torch.from_numpy(token_keys(uids.numpy(), self.seed)), uids
+                out.append(r)
+        self._set_store(state["uids"].long(), state["embeddings"])
+        return self
