@@ -143,6 +143,7 @@ class TokenCollector(Sink):
         self._free: list[int] = []
         self._store = torch.zeros(len(layers), 0, d_model)
         self._store_uid = torch.zeros(0, dtype=torch.long)
+        self.seen_ = torch.zeros(len(self.token_masks), dtype=torch.bool)  # samples streamed
 
     def _grow(self, needed: int) -> None:
         size = self._store.shape[1]
@@ -156,7 +157,9 @@ class TokenCollector(Sink):
 
     def begin_batch(self, batch: TokenBatch) -> None:
         ids = batch.sample_ids.cpu()
-        ids = (ids if self.sample_index is None else self.sample_index[ids]).tolist()
+        ids = ids if self.sample_index is None else self.sample_index[ids]
+        self.seen_[ids] = True
+        ids = ids.tolist()
         lengths = batch.n_content.cpu().tolist()
         for s, n in zip(ids, lengths, strict=True):
             if self.token_masks[s].shape[0] != n:
@@ -262,10 +265,14 @@ class TokenCollector(Sink):
             self.sample_labels, other.sample_labels
         ):
             raise InputError("other: collects from different sample labels or masks")
+        both = torch.nonzero(self.seen_ & other.seen_).flatten()
+        if len(both):
+            raise InputError(
+                f"other: sample {int(both[0])} was streamed by both collectors (shards overlap)"
+            )
+        self.seen_ |= other.seen_
         uids_a, emb_a = self._stored()
         uids_b, emb_b = other._stored()
-        if bool(torch.isin(uids_a, uids_b).any()):
-            raise InputError("other: a token is stored by both collectors (shards overlap)")
         for mine_r, theirs_r in zip(self._in + self._neg, other._in + other._neg, strict=True):
             mine_r.offer(theirs_r.keys, theirs_r.uids)
         kept = torch.unique(torch.cat([r.uids for r in self._in + self._neg]))
@@ -281,7 +288,12 @@ class TokenCollector(Sink):
         token uids per concept and the stored embeddings, in uid order."""
         self._check_begun()
         uids, emb = self._stored()
-        state: dict[str, Any] = {**self._config(), "uids": uids, "embeddings": emb.clone()}
+        state: dict[str, Any] = {
+            **self._config(),
+            "seen": self.seen_.clone(),
+            "uids": uids,
+            "embeddings": emb.clone(),
+        }
         for name, reservoirs in (("in", self._in), ("neg", self._neg)):
             for c, r in enumerate(reservoirs):
                 state[f"{name}.{c}"] = r.uids.sort().values
@@ -302,5 +314,10 @@ class TokenCollector(Sink):
                 uids = state[f"{name}.{c}"].long()
                 r.keys, r.uids = torch.from_numpy(token_keys(uids.numpy(), self.seed)), uids
                 out.append(r)
+        if state["seen"].shape != (len(self.token_masks),):
+            raise InputError(
+                f"state: covers {len(state['seen'])} samples, not {len(self.token_masks)}"
+            )
+        self.seen_ = state["seen"].bool().clone()
         self._set_store(state["uids"].long(), state["embeddings"])
         return self
