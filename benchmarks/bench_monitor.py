@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     n_events = sum(1 for e in monitor.events if e.generation == monitor.events[-1].generation)
     r = ratio(times["monitored"], times["plain"])
-    per_token_ms = (summary(times["monitored"])["median_s"] - summary(times["plain"])["median_s"])
+    per_token_ms = summary(times["monitored"])["median_s"] - summary(times["plain"])["median_s"]
     result = {
         "benchmark": "bench_monitor",
         "model": args.model,
@@ -160,11 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"{args.model}: {result['n_layers']} layers, d_model {result['d_model']}; "
         f"batch {args.batch} x {args.new} new tokens, {args.reps} reps"
     )
-    print(f"plain      median {result['plain']['median_s']:.3f} s  min {result['plain']['min_s']:.3f} s")
-    print(
-        f"monitored  median {result['monitored']['median_s']:.3f} s  "
-        f"min {result['monitored']['min_s']:.3f} s"
-    )
+    for variant in ("plain", "monitored"):
+        t = result[variant]
+        print(f"{variant:<10} median {t['median_s']:.3f} s  min {t['min_s']:.3f} s")
     print(
         f"monitored / plain: {result['monitored_vs_plain']:.3f} (median paired), "
         f"{result['ratio_of_min']:.3f} (ratio of minimums); "
