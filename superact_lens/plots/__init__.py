@@ -13,7 +13,7 @@ from .figures import (
 )
 from .heatmap import token_heatmap_html, token_heatmap_png
 from .suite import save_report_figures
-from .token_page import write_detect_page
+from .token_page import detect_page_html, detect_page_iframe, write_detect_page
 
 __all__ = [
     "plot_best_layer",
@@ -27,5 +27,7 @@ __all__ = [
     "save_report_figures",
     "token_heatmap_html",
     "token_heatmap_png",
+    "detect_page_html",
+    "detect_page_iframe",
     "write_detect_page",
 ]

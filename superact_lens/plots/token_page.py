@@ -27,14 +27,12 @@ from typing import Any
 
 from superact_lens.errors import InputError, InputTypeError
 
-__all__ = ["write_detect_page"]
+__all__ = ["detect_page_html", "detect_page_iframe", "write_detect_page"]
 
 
-def write_detect_page(
-    records: list[dict], path: str | Path, *, title: str = "superact detect"
-) -> Path:
-    """Write the heat-map page of ``records`` (one per text, each concept with
-    ``token_scores``) to ``path`` (parents created); return the path.
+def detect_page_html(records: list[dict], *, title: str = "superact detect") -> str:
+    """The self-contained heat-map page of ``records`` (one per text, each concept
+    with ``token_scores``), as a string.
 
     Raises :class:`InputError` naming the record index when a record lacks
     ``tokens`` / ``token_scores`` / ``threshold`` or has one score per token missing.
@@ -46,16 +44,35 @@ def write_detect_page(
         "default": _default_concept(texts, concepts),
         "texts": texts,
     }
-    page = _PAGE.format(
+    return _PAGE.format(
         title=html.escape(str(title)),
         css=_CSS,
         data=_script_json(data),
         js=_JS,
     )
+
+
+def write_detect_page(
+    records: list[dict], path: str | Path, *, title: str = "superact detect"
+) -> Path:
+    """Write :func:`detect_page_html` of ``records`` to ``path`` (parents created)."""
+    page = detect_page_html(records, title=title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def detect_page_iframe(
+    records: list[dict], *, title: str = "superact detect", height: int = 360
+) -> str:
+    """:func:`detect_page_html` inside an ``<iframe srcdoc>``, for a notebook
+    (``IPython.display.HTML``): the page's script and styles stay in their frame."""
+    page = detect_page_html(records, title=title)
+    return (
+        f'<iframe srcdoc="{html.escape(page, quote=True)}" '
+        f'style="width:100%;height:{int(height)}px;border:0" sandbox="allow-scripts"></iframe>'
+    )
 
 
 def _page_data(records: Sequence[Mapping[str, Any]]) -> tuple[list[dict], list[str]]:

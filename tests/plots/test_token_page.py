@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from superact_lens.errors import InputError, InputTypeError
-from superact_lens.plots import write_detect_page
+from superact_lens.plots import detect_page_html, detect_page_iframe, write_detect_page
 
 INJECT = "<script>window.__pwned = 1</script>"
 IMG = '<img src=x onerror="window.__pwned = 2">'
@@ -108,6 +108,24 @@ def test_page_is_self_contained(tmp_path):
     page = write_detect_page(records, tmp_path / "sub" / "p.html").read_text()
     for ref in ("http://", "https://", "//unpkg", " src=", "<link", "@import", "url("):
         assert ref not in page, ref
+
+
+def test_iframe_holds_exactly_the_page(tmp_path):
+    """The notebook form: the whole page, escaped into one srcdoc attribute, so none of
+    its markup (nor a token's) reaches the notebook's own document."""
+    import html as html_lib
+
+    records = _records()
+    frame = detect_page_iframe(records, title="t", height=200)
+    match = re.fullmatch(
+        r'<iframe srcdoc="([^"]*)" style="[^"]*height:200px[^"]*"[^>]*></iframe>', frame
+    )
+    assert match, frame[:200]
+    assert "<script" not in frame and "<img" not in frame
+    assert html_lib.unescape(match.group(1)) == detect_page_html(records, title="t")
+    assert write_detect_page(records, tmp_path / "p.html", title="t").read_text() == (
+        detect_page_html(records, title="t")
+    )
 
 
 def test_embedded_data_round_trips(tmp_path):
