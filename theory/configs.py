@@ -56,6 +56,8 @@ class Config:
     ) -> None:
         if not isinstance(a, Tensor) or a.dim() != 2 or a.shape[-1] < 1:
             raise ValueError("a: expected a [B, T] tensor with T >= 1")
+        if not bool(torch.isfinite(a).all()):
+            raise ValueError("a: expected finite activations (found NaN or inf)")
         B, T = a.shape
         self.a = a.to(torch.float64)
         self.beta = _per_problem("beta", beta, B)

@@ -34,12 +34,25 @@ def _as_float(x: Tensor | float, like: Tensor) -> Tensor:
     return torch.as_tensor(x, dtype=like.dtype, device=like.device)
 
 
+def _check(a: Tensor, **values: Tensor | float | None) -> None:
+    """ValueError naming the argument unless ``a`` ``[..., T]`` has ``T >= 1`` tokens and
+    ``a`` and every given value are finite (an infinite ``kappa`` gives NaN attention)."""
+    if a.dim() < 1 or a.shape[-1] < 1:
+        raise ValueError(
+            f"a: expected activations [..., T] with at least one token, got shape {tuple(a.shape)}"
+        )
+    for name, value in {"a": a, **values}.items():
+        if value is not None and not bool(torch.isfinite(torch.as_tensor(value)).all()):
+            raise ValueError(f"{name}: expected finite values (found NaN or inf)")
+
+
 def attention(a: Tensor, s: Tensor | float, eps: Tensor | None = None) -> Tensor:
     """Attention distribution ``p(s) = softmax_j(s * a_j + eps_j)``.
 
     a: ``[..., T]``; s: broadcastable to ``a.shape[:-1]`` (one argument per row);
     eps: ``[..., T]`` logit perturbation of the query row or None. Returns ``[..., T]``.
     """
+    _check(a, s=s, eps=eps)
     s = _as_float(s, a)
     logits = s.unsqueeze(-1) * a
     if eps is not None:
@@ -111,6 +124,7 @@ def mean_variance(
     Returns ``(vbar, err)``, both ``[...]``. When ``kappa (hi - lo) == 0`` the
     average is the point value ``Var_{p(kappa lo)}[a]`` with zero error.
     """
+    _check(a, lo=lo, hi=hi, kappa=kappa, eps=eps)
     batch = torch.broadcast_shapes(a.shape[:-1], lo.shape, hi.shape, torch.as_tensor(kappa).shape)
     T = a.shape[-1]
     a_f = a.expand(*batch, T).reshape(-1, T)
@@ -232,6 +246,7 @@ def off_pole_bound(a: Tensor, kappa: Tensor | float, delta: Tensor | float = 0.0
     ``exp(2 delta) * sum_{j != pole(i)} exp(-kappa |a_i| |a_pole - a_j|)``; ``delta = 0``
     gives Corollary D.3. Returns ``[..., T]``.
     """
+    _check(a, kappa=kappa, delta=delta)
     kap = _as_float(kappa, a)[..., None, None]
     k = _pole_index(a, a, kappa)
     logits = kap * a.unsqueeze(-1) * a.unsqueeze(-2)

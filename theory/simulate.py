@@ -27,8 +27,13 @@ _NOISE_KINDS = ("uniform", "adversarial")
 
 
 def _validate(a0: Tensor, n_layers: int, delta: float, eta: float, noise: str) -> None:
-    if not isinstance(a0, Tensor) or a0.dim() < 1 or a0.shape[-1] < 1:
+    if not isinstance(a0, Tensor):
         raise ValueError(f"a0: expected a tensor of shape [..., tokens], got {type(a0).__name__}")
+    if a0.dim() < 1 or a0.shape[-1] < 1:
+        raise ValueError(
+            "a0: expected a tensor of shape [..., tokens] with at least one token, "
+            f"got shape {tuple(a0.shape)}"
+        )
     if not torch.is_floating_point(a0) or not torch.isfinite(a0).all():
         raise ValueError("a0: expected finite floating-point activations")
     if not isinstance(n_layers, int) or n_layers < 0:
@@ -113,8 +118,10 @@ def simulate(
     batch, T = a0.shape[:-1], a0.shape[-1]
     beta_t = torch.as_tensor(beta, dtype=dtype).expand(batch).reshape(-1)
     kappa_t = torch.as_tensor(kappa, dtype=dtype).expand(batch).reshape(-1)
-    if not (torch.isfinite(beta_t).all() and torch.isfinite(kappa_t).all()):
-        raise ValueError("beta, kappa: expected finite values")
+    for name, value in (("beta", beta_t), ("kappa", kappa_t)):
+        bad = value[~torch.isfinite(value)]
+        if bad.numel():
+            raise ValueError(f"{name}: expected finite values, got {bad[0].item()}")
     flat = a0.reshape(-1, T)
     noiseless = delta == 0 and eta == 0
     grad = any(t.requires_grad for t in (flat, beta_t, kappa_t))
