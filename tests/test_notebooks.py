@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 
+from tests.extras import needs_extra
 from tests.notebook_helpers import run_notebook, stdout_text
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -36,3 +38,43 @@ def test_attach_hooks_notebook(tmp_path):
     html = [o for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
     assert html, "the heat maps were not displayed"
     check_attach_hooks_findings(findings)
+
+
+def check_monitor_findings(findings: dict, model: str) -> None:
+    """What notebook 03 says: detect's `present` is the detector's rule on the lens's
+    scores; the monitor's step-by-step scores equal one full forward pass, over every
+    content token; the callback saw every event; no hook is left; watching does not
+    change the generated tokens."""
+    assert findings["model"] == model
+    assert findings["detect_matches_predict"] is True
+    assert findings["monitor_vs_full_forward"] <= 1e-4, findings
+    assert findings["n_scored"] == findings["n_content"] > 0, findings
+    assert findings["callback_saw_every_event"] is True
+    assert findings["n_events"] > 0 and findings["n_present"] > 0, findings
+    assert findings["hooks_left"] == 0
+    assert findings["same_as_plain"] is True
+
+
+def _html_outputs(nb) -> list[str]:
+    return [
+        o["data"]["text/html"]
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if "text/html" in o.get("data", {})
+    ]
+
+
+def test_monitor_notebook_on_a_small_random_decoder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUPERACT_NOTEBOOK_MODEL", "tiny")
+    nb, findings = run_notebook(NOTEBOOKS / "03_monitor.ipynb", tmp_path)
+    assert any("<iframe srcdoc=" in h for h in _html_outputs(nb)), "the detect page was not shown"
+    assert (tmp_path / "detector-linsep" / "detector.json").is_file()
+    check_monitor_findings(findings, "tiny")
+
+
+@pytest.mark.slow
+@needs_extra("gemma-270m")
+def test_monitor_notebook_on_gemma(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUPERACT_NOTEBOOK_MODEL", "gemma-270m")
+    nb, findings = run_notebook(NOTEBOOKS / "03_monitor.ipynb", tmp_path, timeout=1800)
+    check_monitor_findings(findings, "gemma-270m")
