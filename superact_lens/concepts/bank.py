@@ -10,18 +10,23 @@ costs one matmul: ``<(z - m)/s, v> = <z, v/s> - <m/s, v>``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
 from torch import Tensor
 
-from superact_lens.errors import InputError, InputFileNotFoundError
+from superact_lens.errors import InputError, InputFileNotFoundError, InputTypeError
 from superact_lens.normalization import Normalizer
 
-__all__ = ["ConceptBank"]
+__all__ = ["FORMAT_VERSION", "ConceptBank"]
+
+FORMAT_VERSION = 1  # of bank.json; a file without the key is version 1
 
 
 @dataclass
@@ -157,6 +162,7 @@ class ConceptBank:
 
     def to_dict(self) -> dict:
         return {
+            "format_version": FORMAT_VERSION,
             "layers": list(self.layers),
             "names": list(self.names),
             "cosine": self.cosine,
@@ -166,21 +172,58 @@ class ConceptBank:
         }
 
     def save(self, path: str | Path) -> None:
-        """Write ``path/bank.safetensors`` and ``path/bank.json``."""
+        """Write ``path/bank.safetensors`` and ``path/bank.json``.
+
+        Both are encoded in memory first (metadata that JSON cannot hold is an error
+        before anything is written), then each file is written under a temporary
+        name and renamed into place: a failure never leaves a half-written file.
+        """
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {"vectors": self.vectors.contiguous().cpu(), "bias": self.bias.contiguous().cpu()},  # type: ignore[union-attr]
-            str(path / "bank.safetensors"),
+        try:
+            config = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise InputTypeError(f"metadata: cannot be saved as JSON ({err})") from None
+        tensors = save_bytes(
+            {"vectors": self.vectors.contiguous().cpu(), "bias": self.bias.contiguous().cpu()}  # type: ignore[union-attr]
         )
-        (path / "bank.json").write_text(json.dumps(self.to_dict(), indent=2))
+        path.mkdir(parents=True, exist_ok=True)
+        for name, data in (("bank.safetensors", tensors), ("bank.json", config.encode())):
+            tmp = path / f".{name}.tmp"
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, path / name)
+            finally:
+                tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | Path) -> ConceptBank:
+        """Read a folder written by :meth:`save`; a missing, truncated or foreign file is one
+        InputError naming it."""
         path = Path(path)
         for name in ("bank.safetensors", "bank.json"):
             if not (path / name).is_file():
                 raise InputFileNotFoundError(f"concept bank folder {path} has no {name}")
-        config = json.loads((path / "bank.json").read_text())
-        tensors = load_file(str(path / "bank.safetensors"))
-        return cls(vectors=tensors["vectors"], bias=tensors["bias"], **config)
+        file = path / "bank.json"
+        try:
+            config = json.loads(file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(
+                f"concept bank file {file} is not valid JSON (truncated?): {err}"
+            ) from None
+        if not isinstance(config, dict):
+            raise InputError(f"concept bank file {file}: expected a JSON object")
+        version = config.pop("format_version", 1)
+        if version != FORMAT_VERSION:
+            raise InputError(
+                f"concept bank file {file}: unknown format_version {version!r} "
+                f"(this superact_lens reads version {FORMAT_VERSION})"
+            )
+        file = path / "bank.safetensors"
+        try:
+            tensors = load_file(str(file))
+            return cls(vectors=tensors["vectors"], bias=tensors["bias"], **config)
+        except (SafetensorError, KeyError, TypeError) as err:
+            raise InputError(
+                f"concept bank {path}: unreadable {file} or {path / 'bank.json'} "
+                f"({type(err).__name__}: {err})"
+            ) from None
