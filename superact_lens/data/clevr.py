@@ -275,6 +275,10 @@ def generate_clevr(out: str | Path, n: int = 1200, seed: int = 0, size: int = 22
         described = ";".join(f"{o.colour} {o.shape}" for o in objects)
         rows.append((f"images/{stem}.png", described))
     splits = stratified_split(labels, seed=seed)
+    for j, concept in enumerate(CLEVR_CONCEPTS):
+        for split in ("train", "cal", "test"):
+            if not labels[splits == split, j].any():
+                raise InputError(f"n: {n} scenes leave no '{concept}' in {split}; use more")
     with open(out / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["image_path", "split", *CLEVR_CONCEPTS, "objects"])
