@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from superact_lens.cli import detect as detect_cmd
     from superact_lens.cli import localize as localize_cmd
     from superact_lens.cli import run as run_cmd
+    from superact_lens.cli import vit as vit_cmd
 
     parser = argparse.ArgumentParser(
         prog="superact",
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmd.add_parser(sub)
     detect_cmd.add_parser(sub)
     localize_cmd.add_parser(sub)
+    vit_cmd.add_parser(sub)
     return parser
 
 
