@@ -142,7 +142,11 @@ def run(args: argparse.Namespace) -> int:
         select_cases,
         summarize,
     )
-    from superact_lens.localization.report import render_markdown, save_heatmaps
+    from superact_lens.localization.report import (
+        render_markdown,
+        save_heatmap_page,
+        save_heatmaps,
+    )
 
     t0 = time.perf_counter()
     logging.getLogger("superact_lens").setLevel(logging.WARNING)
@@ -217,9 +221,13 @@ def run(args: argparse.Namespace) -> int:
             for case in cases
         ],
     }
-    figures = save_heatmaps(cases, list(detector.concepts), out) if args.heatmaps else []
+    figures, page = [], None
+    if args.heatmaps:
+        figures = save_heatmaps(cases, list(detector.concepts), out)
+        page = save_heatmap_page(cases, list(detector.concepts), out / "localize.html")
     (out / "localize.json").write_text(json.dumps(results, indent=2))
-    (out / "localize.md").write_text(render_markdown(results, figures, command=_command(args)))
+    markdown = render_markdown(results, figures, command=_command(args), page=page and page.name)
+    (out / "localize.md").write_text(markdown)
     print(f"report: {out / 'localize.md'}")
     print(f"results: {out / 'localize.json'}")
     return 0

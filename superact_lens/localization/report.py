@@ -16,10 +16,12 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from superact_lens.plots.token_page import write_detect_page
+
 from .evaluate import LocalizationCase
 from .methods import METHOD_LABELS
 
-__all__ = ["render_markdown", "save_heatmaps"]
+__all__ = ["heatmap_records", "render_markdown", "save_heatmap_page", "save_heatmaps"]
 
 _TARGET_LABELS = {"global": "global", "local": "SuperActivator"}
 _BETTER_HIGH = {"auroc": True, "f1": True, "insertion": True, "deletion": False}
@@ -53,7 +55,9 @@ def _verdict(stat: dict[str, Any], metric: str) -> str:
     return "tie"
 
 
-def render_markdown(results: dict[str, Any], figures: list[str], command: str = "") -> str:
+def render_markdown(
+    results: dict[str, Any], figures: list[str], command: str = "", page: str | None = None
+) -> str:
     """The report: setup, the three tables, the heat maps."""
     summary, paired, setup = results["summary"], results["local_minus_global"], results["setup"]
     lines = ["# Localisation: global concept vector vs SuperActivator local target", ""]
@@ -102,6 +106,13 @@ def render_markdown(results: dict[str, Any], figures: list[str], command: str = 
         lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells) + " |")
     if figures:
         lines += ["", "## Heat maps", ""]
+        if page:
+            lines += [
+                f"The same maps, token by token, with each score on hover: [{Path(page).name}]"
+                f"({Path(page).name}) (pick a map in its selector; outlined: the top-k "
+                "tokens, k = the number of in-concept tokens).",
+                "",
+            ]
         lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
     return "\n".join(lines) + "\n"
 
@@ -142,3 +153,49 @@ def save_heatmaps(
         fig.savefig(path, dpi=110, format="png")
         paths.append(str(path))
     return paths
+
+
+def heatmap_records(cases: list[LocalizationCase], concepts: list[str]) -> list[dict]:
+    """The kept maps as records of the ``superact detect`` page, one per case.
+
+    Each map is a "concept" of the page's selector: the ground truth, the
+    SuperActivators, then every method's global and local map (each scaled by its
+    largest absolute value). A map's threshold is its k-th largest value, k = the
+    number of in-concept tokens, so the page outlines the tokens a top-k reading of
+    the map would pick (0.5 for the two 0/1 rows).
+    """
+    records = []
+    for case in [c for c in cases if c.maps]:
+        truth = case.mask.float().numpy()
+        k = max(1, int(truth.sum()))
+        rows = {"ground truth": (truth, 0.5)}
+        rows["SuperActivators"] = (np.asarray(case.superactivators, dtype=float), 0.5)
+        for target in ("global", "local"):
+            for method, values in case.maps.get(target, {}).items():
+                scaled = _scaled(values)
+                tau = float(np.sort(scaled)[::-1][min(k, len(scaled)) - 1]) if len(scaled) else 0.0
+                label = f"{METHOD_LABELS.get(method, method)} ({_TARGET_LABELS[target]})"
+                rows[label] = (scaled, np.nextafter(tau, -np.inf))  # top-k score > tau
+        records.append(
+            {
+                "index": case.row,
+                "text": f"row {case.row}: {concepts[case.concept]}",
+                "tokens": list(case.tokens),
+                "present": [concepts[case.concept]],
+                "concepts": {
+                    label: {
+                        "token_scores": [float(v) for v in values],
+                        "threshold": float(tau),
+                        "score": float(values.max()) if len(values) else None,
+                        "present": bool(len(values) and values.max() > tau),
+                    }
+                    for label, (values, tau) in rows.items()
+                },
+            }
+        )
+    return records
+
+
+def save_heatmap_page(cases: list[LocalizationCase], concepts: list[str], path: Path) -> Path:
+    """``localize.html``: :func:`heatmap_records` on the detect page (offline, one file)."""
+    return write_detect_page(heatmap_records(cases, concepts), path, title="superact localize")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -36,6 +37,21 @@ def test_localize_writes_the_table_and_heatmaps(tiny_setup, capsys):
     assert (out / "detector" / "detector.json").is_file()  # the calibrated detector, for reuse
     pngs = list(out.glob("localize_row*.png"))
     assert len(pngs) == 1 and pngs[0].name in report
+    # the same maps on the detect page: one text per drawn case, a selector entry per map
+    assert "(localize.html)" in report
+    page = (out / "localize.html").read_text()
+    data = json.loads(re.search(r'id="superact-data">(.*?)</script>', page, re.S).group(1))
+    (text,) = data["texts"]
+    maps = text["scores"]
+    assert list(maps)[:2] == ["ground truth", "SuperActivators"]
+    assert {"Occlusion (global)", "Occlusion (SuperActivator)", "RISE (SuperActivator)"} <= set(
+        maps
+    )
+    k = sum(v > 0.5 for v in maps["ground truth"]["token_scores"])
+    assert k > 0 and all(len(m["token_scores"]) == len(text["tokens"]) for m in maps.values())
+    for label, m in maps.items():  # outlined (> threshold): the map's top-k tokens
+        above = sum(float(v) > float(m["threshold"]) for v in m["token_scores"])
+        assert above == k or label == "SuperActivators", (label, above, k)
 
 
 @pytest.mark.parametrize(
