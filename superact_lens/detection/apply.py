@@ -114,20 +114,21 @@ def _records(
 ) -> list[dict[str, Any]]:
     """Records of ``texts`` (input positions ``start...``); texts without content tokens
     (blank ones, or only characters the tokenizer drops) skip the model."""
-    live = [i for i, t in enumerate(texts) if t.strip()]
-    try:
+
+    def scored(live: list[int]) -> list[dict[str, Any]]:
         return _scored(
             detector, lens, texts, live, start, chosen, top_k, token_scores, batch_size, on_batch
         )
+
+    live = [i for i, t in enumerate(texts) if t.strip()]
+    try:
+        return scored(live)
     except InputError as err:
         if "no content tokens" not in str(err):
             raise
     # Rare: a text of characters the tokenizer drops (a BOM, zero-width spaces). Find
     # them (one more tokenisation of this chunk only) and record them as empty.
-    live = [i for i in live if _has_content(lens.tokenizer, texts[i])]
-    return _scored(
-        detector, lens, texts, live, start, chosen, top_k, token_scores, batch_size, on_batch
-    )
+    return scored([i for i in live if _has_content(lens.tokenizer, texts[i])])
 
 
 def _has_content(tokenizer: Any, text: str) -> bool:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -127,23 +128,20 @@ def _lime(problem: TextObjective, config: AttributionConfig) -> Tensor:
     from captum._utils.models.linear_model import SkLearnRidge
     from captum.attr import Lime
 
-    ones, features = _ones(problem)
     lime = Lime(problem.f_keep, interpretable_model=SkLearnRidge(alpha=1.0))
-    attr = lime.attribute(
-        ones,
-        baselines=0.0,
-        feature_mask=features,
-        n_samples=config.n_samples,
-        perturbations_per_eval=config.batch_size,
-    )
-    return attr[0].float()
+    return _surrogate(lime, problem, config)
 
 
 def _kernelshap(problem: TextObjective, config: AttributionConfig) -> Tensor:
     from captum.attr import KernelShap
 
+    return _surrogate(KernelShap(problem.f_keep), problem, config)
+
+
+def _surrogate(explainer: Any, problem: TextObjective, config: AttributionConfig) -> Tensor:
+    """A Captum surrogate-model explainer (LIME, KernelSHAP) over one keep-flag per token."""
     ones, features = _ones(problem)
-    attr = KernelShap(problem.f_keep).attribute(
+    attr = explainer.attribute(
         ones,
         baselines=0.0,
         feature_mask=features,
