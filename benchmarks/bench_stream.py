@@ -2,11 +2,11 @@
 
 Setup (``--model``, ``--tokens``): all-MiniLM-L6-v2 (default; eager attention,
 7 residual layers) or Gemma-3-270M (``--model gemma-270m``, the ``gemma``
-extra; 19 residual layers), 32 texts x 128 tokens (``--tokens 512`` for the
-long setting), 64 random unit concepts, every residual layer. Compared, in one
-run (``--methods`` picks a subset; Gemma's default leaves out the ones that
-pay its 262k-word unembedding or its ~1200-hook full cache, see
-``DEFAULT_METHODS``):
+extra; 19 residual layers), 32 texts x 128 tokens in one batch (``--tokens
+512`` for the long setting, ``--texts`` for fewer texts), 64 random unit
+concepts, every residual layer. Compared, in one run (``--methods`` picks a
+subset; Gemma's default leaves out the ones that pay its 262k-word unembedding
+or its ~1200-hook full cache, see ``DEFAULT_METHODS``):
 
   (a) ``bare_hf``: bare Hugging Face forward (``AutoModel``, pre-tokenised, no_grad)
   (b) ``stream_*``: ``ConceptLens.scores`` end to end (tokenisation included) via
@@ -124,7 +124,7 @@ MEM_PAIRS = {
 
 
 def make_texts(tokenizer, n_tokens: int, seed: int = 0) -> list[str]:
-    """32 texts of random whole-word vocabulary entries, each at least ``n_tokens``
+    """``N_TEXTS`` texts of random whole-word vocabulary entries, each at least ``n_tokens``
     tokens long (the tokenizer truncates them to exactly ``n_tokens``)."""
     rng = random.Random(seed)
     vocab = tokenizer.get_vocab()
@@ -262,11 +262,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 15 quick, 31)")
     parser.add_argument("--model", default="minilm", choices=sorted(DEFAULT_METHODS))
     parser.add_argument("--tokens", type=int, default=128, help="tokens per text (long: 512)")
+    parser.add_argument("--texts", type=int, default=32, help="texts, all in one batch")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the methods")
     parser.add_argument(
         "--memory-only", action="store_true", help="peak memory and errors, no timing"
     )
     args = parser.parse_args()
+    global N_TEXTS
+    N_TEXTS = args.texts
     reps = args.reps or (15 if args.quick else 31)
     wanted = DEFAULT_METHODS[args.model]
     if args.methods:
@@ -329,7 +332,12 @@ def main() -> None:
     for name, err in errs.items():
         print(f"max |stream_{name} - {reference_name}| = {err:.2e}")
 
-    result: dict = {"model": args.model, "tokens": args.tokens, "n_layers": n_layers}
+    result: dict = {
+        "model": args.model,
+        "texts": N_TEXTS,
+        "tokens": args.tokens,
+        "n_layers": n_layers,
+    }
     result |= {key: r["median_paired"] for key, r in time_ratios.items()}
     result |= {key: peak[a] / peak[b] for key, (a, b) in mem_pairs.items()}
     if "stream_bridge" in peak and "cache_then_project" in peak:
