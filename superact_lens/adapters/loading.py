@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from superact_lens.adapters.vision import is_vision_source, load_vision_model
 from superact_lens.adapters.zoo import packaged_model, prepare
 from superact_lens.errors import InputError
 
@@ -112,6 +113,8 @@ def load_model(
     loaded in eval mode; ``causal_lm=True`` loads it with its language-model head
     (``AutoModelForCausalLM``). A packaged model whose extra is missing, and offline a
     Hub id that is not in the local cache, fail with an InputError saying so.
+    An image model (ViT, CLIP: :mod:`superact_lens.adapters.vision`) comes with its
+    image processor in place of the tokenizer; for CLIP only the vision tower loads.
     """
     source = model_source(name)
     hub = {} if Path(source).is_dir() else resolve_hub_id(source)
@@ -124,8 +127,11 @@ def load_model(
         kwargs["attn_implementation"] = attn_implementation
     auto = AutoModelForCausalLM if causal_lm else AutoModel
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **hub)
-        model = auto.from_pretrained(source, **kwargs)
+        if not causal_lm and is_vision_source(source, **hub):
+            model, tokenizer = load_vision_model(source, hub, kwargs)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source, **hub)
+            model = auto.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         kind = "a causal LM" if causal_lm else "a local folder or Hugging Face id"

@@ -27,11 +27,12 @@ from superact_lens.adapters.base import (
     takes_mask_positions,
 )
 from superact_lens.adapters.hf import load_tokenizer_for
+from superact_lens.adapters.vision import vision_tower
 from superact_lens.errors import InputTypeError
 
 __all__ = ["NNsightAdapter", "is_nnsight"]
 
-_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
 
 
 def is_nnsight(model: Any) -> bool:
@@ -71,6 +72,11 @@ class NNsightAdapter(ResidualAdapter):
     def __init__(self, model: Any, tokenizer: Any = None, blocks: list[nn.Module] | None = None):
         self.envoy = model
         self.model = model._module
+        if vision_tower(self.model) is not self.model:
+            raise InputTypeError(
+                f"model: an nnsight-wrapped {type(self.model).__name__} needs text and images; "
+                "wrap its vision tower instead: NNsight(model.vision_model)"
+            )
         module_blocks = list(blocks) if blocks is not None else list(find_blocks(self.model))
         names = {id(m): n for n, m in self.model.named_modules()}
         missing = [i for i, b in enumerate(module_blocks) if id(b) not in names]

@@ -39,6 +39,7 @@ from superact_lens.adapters.base import (
     takes_mask_positions,
 )
 from superact_lens.adapters.hf import hook_blocks
+from superact_lens.adapters.vision import is_vision_model, load_image_processor
 from superact_lens.errors import InputTypeError
 
 __all__ = ["BridgeAdapter", "HookPointAdapter", "is_bridge", "is_hooked_root"]
@@ -79,6 +80,8 @@ class HookPointAdapter(ResidualAdapter):
     def __init__(self, model: nn.Module, tokenizer: Any = None) -> None:
         self.model = model
         self.tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+        if self.tokenizer is None and is_vision_model(model):
+            self.tokenizer = load_image_processor(model)  # a bridge on a ViT has no tokenizer
         if self.tokenizer is None:
             raise InputTypeError(
                 f"tokenizer: the {type(model).__name__} has no tokenizer; pass tokenizer="
@@ -153,7 +156,10 @@ class HookPointAdapter(ResidualAdapter):
                 name = self.out_names[layer - 1] if layer else str(self.layer0_name)
                 hooks.add(hook_dict[name].register_forward_hook(make_hook(layer)))
             self._path = "hook_points"
-            self.model(inputs["input_ids"], **kwargs)
+            if "pixel_values" in inputs:  # a vision bridge reads its positional input as pixels
+                self.model(inputs["pixel_values"], **kwargs)
+            else:
+                self.model(inputs["input_ids"], **kwargs)
 
     def _position_kwargs(self, inputs: dict[str, Tensor]) -> dict[str, Any]:
         """``position_ids`` for the model's forward, if it names them (see takes_mask_positions)."""
@@ -316,7 +322,13 @@ class BridgeAdapter(HookPointAdapter):
             inside = {id(m) for m in base.modules()}
             if all(id(b) in inside for b in blocks):
                 runner = base  # the encoder alone: same call path as a bare HF forward
-        names = ["input_ids", "attention_mask", "token_type_ids", "output_attentions"]
+        names = [
+            "input_ids",
+            "pixel_values",
+            "attention_mask",
+            "token_type_ids",
+            "output_attentions",
+        ]
         accepted = accepted_kwargs(runner.forward, names)
         if "fast" not in self._positions_gate:
             self._positions_gate["fast"] = takes_mask_positions(runner)
