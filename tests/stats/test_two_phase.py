@@ -20,7 +20,7 @@ from tests.stats.shards import batches, merge_all, rows_of, shard_plans
 N = 28
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(shard_plans(N), st.integers(0, 5), st.booleans())
 def test_superact_calibration_from_shards(plan, seed, match_columns):
     scores, labels, masks = make_data(n=N, seed=seed, n_cols=4 if match_columns else 3)
