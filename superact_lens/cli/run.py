@@ -9,6 +9,8 @@ import os
 import shlex
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,15 @@ from superact_lens.errors import InputError
 if TYPE_CHECKING:
     from superact_lens.pipeline import Experiment
 
-__all__ = ["add_parser", "run", "parse_layers", "parse_methods", "write_detectors"]
+__all__ = [
+    "add_parser",
+    "command_out_folder",
+    "out_folder",
+    "parse_layers",
+    "parse_methods",
+    "run",
+    "write_detectors",
+]
 
 _DEFAULT_METHODS = "superact,superact_fixed,cls,mean,last,random,max"
 
@@ -32,6 +42,26 @@ def out_folder(path: str | Path) -> Path:
     except OSError as err:
         raise InputError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
     return out
+
+
+@contextmanager
+def command_out_folder(path: str | Path) -> Iterator[Path]:
+    """:func:`out_folder` for the length of one command; bad input leaves no new folder.
+
+    The folder is created at once (an unwritable ``--out`` fails before any model
+    loads). If the command then fails on bad input (an InputError: a missing model,
+    a malformed dataset, ...), the folders this call created are removed again; a
+    folder that existed before is left as it was.
+    """
+    out = Path(path)
+    created = next((p for p in reversed((out, *out.parents)) if not p.exists()), None)
+    out = out_folder(out)
+    try:
+        yield out
+    except InputError:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
 
 
 def parse_layers(text: str | None) -> list[int | str] | None:
@@ -210,14 +240,13 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         progress=not args.quiet,
     )
-    out = out_folder(args.out)
-
-    exp = run_experiment(config)
-    figures = [] if args.no_figures else save_figures(exp, out)
-    command = _command_line(args)
-    (out / "results.json").write_text(json.dumps(exp.results, indent=2))
-    (out / "report.md").write_text(render_report(exp.results, figures, command=command))
-    detectors = write_detectors(exp, out, command)
+    with command_out_folder(args.out) as out:
+        exp = run_experiment(config)
+        figures = [] if args.no_figures else save_figures(exp, out)
+        command = _command_line(args)
+        (out / "results.json").write_text(json.dumps(exp.results, indent=2))
+        (out / "report.md").write_text(render_report(exp.results, figures, command=command))
+        detectors = write_detectors(exp, out, command)
     print(f"report: {out / 'report.md'}")
     print(f"results: {out / 'results.json'}")
     print(f"detectors: {detectors}{os.sep}<concept type>")
