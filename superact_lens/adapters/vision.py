@@ -7,6 +7,13 @@ nnsight; and a TransformerLens 4.x ``TransformerBridge`` booted on a ViT
 (``TransformerBridge.boot_transformers(folder)`` works offline from a local
 folder: TL's ``vit`` architecture adapter wraps the HF model it loads).
 
+No bridge for CLIP: TL 4.3's registry
+(``transformer_lens/factories/architecture_adapter_factory.py``) maps
+``ViTModel`` and ``ViTForImageClassification`` to its ViT adapter but has no
+CLIP architecture, so ``boot_transformers`` on a CLIP folder raises "Could not
+determine supported architecture from config". Use CLIP through Hugging Face
+or nnsight.
+
 Layers, as for text: ``0`` = input of the first block, ``i`` = output of block
 ``i``, equal to Hugging Face's ``hidden_states[i]``. For ViT, layer 0 is the
 embeddings output (patch + position embeddings, with [CLS]). CLIP applies

@@ -84,12 +84,12 @@ CASES = [
     ("folder", "clip"),
     ("folder", "clip_projection"),
     ("folder", "clip_full"),
-    ("object", "vit_classifier"),
     ("object", "clip_full"),
     ("nnsight", "vit"),
     ("nnsight", "clip"),
     ("bridge_fast", "vit"),
     ("bridge_hooks", "vit"),
+    ("bridge_fast", "vit_classifier"),
 ]
 
 
