@@ -14,9 +14,10 @@ A tag naming a concept marks a span of that concept; any other tag (e.g.
 ``<EMOTION>``) marks a span of every concept labelled 1 in that row.
 
 Every problem is collected and raised at once as :class:`DatasetError`, each
-line naming the row and file. Rows are numbered from 1 = the first row after
-the header. A folder may also be given as a ``.tar.gz``/``.tgz``/``.zip``
-archive holding it.
+line naming the row and file. A ``text_path`` listed on two rows is a problem
+(the text would count twice, or leak from one split into another). Rows are
+numbered from 1 = the first row after the header. A folder may also be given
+as a ``.tar.gz``/``.tgz``/``.zip`` archive holding it.
 """
 
 from __future__ import annotations
@@ -206,10 +207,17 @@ def read_dataset_folder(
     texts, spans, paths, splits = [], [], [], []
     labels = np.zeros((len(rows), len(cols)), dtype=bool)
     warnings: list[str] = []
+    first_row: dict[str, int] = {}  # normalised text_path -> first row listing it
     for r, row in enumerate(rows, start=1):
         rel = (row.get("text_path") or "").strip()
         where = f"metadata.csv row {r} (file {rel or '?'})"
         row_problems = []
+        if rel:
+            # one text twice would be counted twice, or leak between splits
+            key = str(PurePosixPath(rel.replace("\\", "/")))
+            if key in first_row:
+                row_problems.append(f"text_path also listed in row {first_row[key]}")
+            first_row.setdefault(key, r)
         for j, c in enumerate(cols):
             flag = _parse_flag(row.get(c))
             if flag is None:
