@@ -53,6 +53,24 @@ __all__ = ["ConceptLens", "ImageBatch", "TokenBatch"]
 _UNBOUNDED = 1_000_000  # tokenizers without a limit report model_max_length ~ 1e30
 
 
+def _check_finite(model: nn.Module, layer: int, resid: Tensor, batch: Any) -> None:
+    """InputError if a content position of ``resid`` ``[batch pos d]`` is NaN or inf, naming
+    the layer, the inputs and the first non-finite parameter of ``model`` (if any), before
+    any sink sees it: a NaN weight would otherwise give NaN scores, silently."""
+    bad = ~torch.isfinite(resid).all(dim=-1) & batch.content_mask
+    if not bool(bad.any()):
+        return
+    rows = batch.sample_ids[bad.any(dim=1).cpu()].tolist()
+    culprit = next(
+        (name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())),
+        None,
+    )
+    cause = f"parameter {culprit} has NaN or inf" if culprit else "the model's weights are finite"
+    raise InputError(
+        f"model: layer {layer} residual has NaN or inf values for inputs {rows[:5]} ({cause})"
+    )
+
+
 class ConceptLens:
     """Wrap a model and stream its residual stream into sinks.
 
@@ -313,6 +331,7 @@ class ConceptLens:
                             f"image, expected {batch.n_positions} ([CLS] + patches)"
                         )
                     seen.append(layer)
+                    _check_finite(self.model, layer, resid, batch)
                     for sink in listeners[layer]:
                         sink.on_layer(layer, resid, batch)
 
