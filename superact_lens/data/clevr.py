@@ -84,7 +84,7 @@ def _in_convex(xs: np.ndarray, ys: np.ndarray, pts: list[tuple[float, float]]) -
     for (ax, ay), (bx, by) in zip(pts, pts[1:] + pts[:1], strict=True):
         sides.append((bx - ax) * (ys - ay) - (by - ay) * (xs - ax))
     s = np.stack(np.broadcast_arrays(*sides))
-    return (s >= 0).all(0) | (s <= 0).all(0)
+    return np.asarray((s >= 0).all(0) | (s <= 0).all(0))
 
 
 def _draw_object(obj: SceneObject, size: int):

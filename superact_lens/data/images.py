@@ -250,14 +250,15 @@ def read_image_folder(
             problems.append(f"{rel}: expected masks/<image stem>/<concept>.png")
             continue
         stem, concept = parts[1], PurePosixPath(rel).stem
-        r = row_of_stem.get(stem)
+        found = row_of_stem.get(stem)
         c = lookup.get(normalize_name(concept))
-        if r is None:
+        if found is None:
             problems.append(f"{rel}: mask folder for an unknown image (no image named {stem}.*)")
             continue
         if c is None:
             problems.append(f"{rel}: mask for an unknown concept {concept!r} (columns: {cols})")
             continue
+        r = found
         where = f"metadata.csv row {r} (file {rel})"
         try:
             with Image.open(io.BytesIO(src.read_bytes(rel))) as img:

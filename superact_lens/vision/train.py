@@ -81,9 +81,11 @@ def per_label_f1(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def _processor(cfg: ViTTrainConfig):
-    from transformers import ViTImageProcessor
+    import transformers
 
-    return ViTImageProcessor(
+    # transformers >= 5: the PIL backend, without the warning about torchvision
+    processor_class = getattr(transformers, "ViTImageProcessorPil", transformers.ViTImageProcessor)
+    return processor_class(
         do_resize=True,
         size={"height": cfg.image_size, "width": cfg.image_size},
         resample=2,  # bilinear
@@ -175,12 +177,12 @@ def _train(ds: ImageDataset, out: Path, cfg: ViTTrainConfig, dev: torch.device, 
         num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads,
         intermediate_size=cfg.mlp_ratio * cfg.hidden_size,
-        num_labels=ds.n_concepts,
-        id2label=dict(enumerate(ds.concepts)),
+        id2label=dict(enumerate(ds.concepts)),  # also sets num_labels
         label2id={c: i for i, c in enumerate(ds.concepts)},
         problem_type="multi_label_classification",
     )
-    model = ViTForImageClassification(model_cfg).to(dev)
+    model = ViTForImageClassification(model_cfg)
+    model.to(dev)  # type: ignore[arg-type]  # transformers types .to oddly
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -213,8 +215,8 @@ def _train(ds: ImageDataset, out: Path, cfg: ViTTrainConfig, dev: torch.device, 
     pred = _predict(model, pixels, dev, 2 * cfg.batch_size)
     f1, macro = {}, {}
     for split in ("train", "cal", "test"):
-        idx = ds.split_indices(split)
-        scores = per_label_f1(pred[idx], ds.labels[idx])
+        rows = ds.split_indices(split)
+        scores = per_label_f1(pred[rows], ds.labels[rows])
         f1[split] = {c: float(s) for c, s in zip(ds.concepts, scores, strict=True)}
         macro[split] = float(scores.mean())
     out.mkdir(parents=True, exist_ok=True)
