@@ -156,10 +156,10 @@ class TokenCollector(Sink):
         self._store, self._store_uid = store, uids
 
     def begin_batch(self, batch: TokenBatch) -> None:
-        ids = batch.sample_ids.cpu()
-        ids = ids if self.sample_index is None else self.sample_index[ids]
-        self.seen_[ids] = True
-        ids = ids.tolist()
+        local = batch.sample_ids.cpu()
+        global_ids = local if self.sample_index is None else self.sample_index[local]
+        self.seen_[global_ids] = True
+        ids = global_ids.tolist()
         lengths = batch.n_content.cpu().tolist()
         for s, n in zip(ids, lengths, strict=True):
             if self.token_masks[s].shape[0] != n:
