@@ -216,16 +216,20 @@ class ConceptLens:
     def _check(self, items: Any) -> list[Any]:
         return check_images(items) if self.image_encoder is not None else check_texts(items)
 
-    def _encode(self, texts: list[Any], sample_ids: list[int]) -> TokenBatch | ImageBatch:
-        if self.image_encoder is not None:
-            batch = self.image_encoder.encode(texts, sample_ids, has_cls=self.has_cls)
-            return batch.to("cpu", dtype=self.adapter.dtype)
+    def _encode(self, texts: list[str], sample_ids: list[int]) -> TokenBatch:
         return encode(self.tokenizer, texts, sample_ids, self.max_length, self.has_cls)
+
+    def _encode_any(self, items: list[Any], sample_ids: list[int]) -> TokenBatch | ImageBatch:
+        """Texts as token batches, or (image model) images as pixel batches in the model dtype."""
+        if self.image_encoder is None:
+            return self._encode(items, sample_ids)
+        batch = self.image_encoder.encode(items, sample_ids, has_cls=self.has_cls)
+        return batch.to("cpu", dtype=self.adapter.dtype)
 
     def tokenize(self, texts: Sequence[Any]) -> TokenBatch | ImageBatch:
         """One batch of ``texts`` (or images) on the model's device; ``sample_ids`` = 0..n-1."""
         texts = self._check(texts)
-        return self._encode(texts, list(range(len(texts)))).to(self.device)
+        return self._encode_any(texts, list(range(len(texts)))).to(self.device)
 
     def content_patches(
         self, images: Sequence[Any], batch_size: int = 64
@@ -235,15 +239,15 @@ class ConceptLens:
         The image counterpart of :meth:`content_offsets`: index a patch-grid concept
         mask ``[rows, cols, C]`` with it to get one row per scored patch.
         """
-        if self.image_encoder is None:
+        encoder = self.image_encoder
+        if encoder is None:
             raise InputTypeError("images: this lens's model takes text (use content_offsets)")
         images = check_images(images)
         out: list[Tensor] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            out.extend(
-                self._encode(chunk, list(range(start, start + len(chunk)))).content_patches()
-            )
+            batch = encoder.encode(chunk, list(range(start, start + len(chunk))))
+            out.extend(batch.content_patches())
         return out
 
     def content_offsets(
@@ -318,7 +322,7 @@ class ConceptLens:
         try:
             for start in range(0, len(order), batch_size):
                 ids = order[start : start + batch_size]
-                batch = self._encode([texts[i] for i in ids], ids).to(self.device)
+                batch = self._encode_any([texts[i] for i in ids], ids).to(self.device)
                 n_truncated += int(batch.truncated.sum())
                 for sink in sinks:
                     sink.begin_batch(batch)
