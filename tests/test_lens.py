@@ -227,7 +227,9 @@ def test_bad_models(tmp_path):
         ConceptLens(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="has no config.json"):
         ConceptLens(str(tmp_path))
-    with pytest.raises(ValueError, match="could not load 'no-such-org/no-such-model'"):
+    with pytest.raises(
+        ValueError, match="'no-such-org/no-such-model' is not in the local Hugging Face cache"
+    ):
         ConceptLens("no-such-org/no-such-model")
 
 
