@@ -69,6 +69,7 @@ def resolve_hub_id(repo_id: str) -> dict[str, Any]:
     except ValueError:  # not a valid id: the loader's own error names the rule
         return {}
     offline_vars = [v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if _env_true(v)]
+    reason: str | None
     if offline_vars:
         reason = f"{offline_vars[0]} is set"
     else:
