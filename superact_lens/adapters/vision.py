@@ -137,17 +137,39 @@ def is_vision_source(source: str, **hub: Any) -> bool:
     return is_vision_config(AutoConfig.from_pretrained(source, **hub))
 
 
+# Checkpoint classes loaded as saved (their own head kept: the stream stops before it).
+_IMAGE_CLASSES = (
+    "ViTModel",
+    "ViTForImageClassification",
+    "CLIPVisionModel",
+    "CLIPVisionModelWithProjection",
+)
+
+
 def load_vision_model(
     source: str, hub: dict[str, Any], kwargs: dict[str, Any]
 ) -> tuple[nn.Module, Any]:
-    """``(model, image processor)`` from ``source``; a CLIP checkpoint loads its vision tower.
+    """``(model, image processor)`` from ``source``.
 
-    ``hub``: loader options for the Hub (``local_files_only``); ``kwargs``: those and
-    the model options (dtype, attention implementation).
+    The checkpoint's own class when it is one of ``_IMAGE_CLASSES`` (a
+    ViTForImageClassification loads with its classifier, which never runs); a full
+    ``CLIPModel`` checkpoint loads its vision tower only (``CLIPVisionModel``), with
+    transformers' report of the unused text-tower weights silenced. ``hub``: loader
+    options for the Hub (``local_files_only``); ``kwargs``: those and the model options.
     """
-    from transformers import AutoConfig, AutoModel, CLIPVisionModel
+    import transformers
 
-    config = AutoConfig.from_pretrained(source, **hub)
-    auto = CLIPVisionModel if config.model_type == "clip" else AutoModel
+    config = transformers.AutoConfig.from_pretrained(source, **hub)
     processor = load_image_processor(None, source, **hub)
-    return auto.from_pretrained(source, **kwargs), processor
+    saved = [a for a in (getattr(config, "architectures", None) or []) if a in _IMAGE_CLASSES]
+    if saved:
+        return getattr(transformers, saved[0]).from_pretrained(source, **kwargs), processor
+    if config.model_type != "clip":
+        return transformers.AutoModel.from_pretrained(source, **kwargs), processor
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        model = transformers.CLIPVisionModel.from_pretrained(source, **kwargs)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    return model, processor

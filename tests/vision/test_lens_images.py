@@ -237,12 +237,14 @@ def test_hooks_removed_after_an_error(how, vision_folders, images):
 
 
 def test_loading_by_folder_and_hub_id(vision_folders):
-    from transformers import CLIPVisionModel, ViTModel
+    from transformers import CLIPVisionModel, ViTForImageClassification, ViTModel
 
     from superact_lens.adapters import load_model
 
-    model, processor = load_model(vision_folders["vit_classifier"])
-    assert isinstance(model, ViTModel) and hasattr(processor, "image_mean")
+    model, processor = load_model(vision_folders["vit_classifier"])  # as saved, head unused
+    assert isinstance(model, ViTForImageClassification) and hasattr(processor, "image_mean")
+    model, _ = load_model(vision_folders["vit"])
+    assert isinstance(model, ViTModel)
     model, processor = load_model(vision_folders["clip_full"])  # the vision tower only
     assert isinstance(model, CLIPVisionModel) and processor.do_center_crop
     for hub_id in ("openai/clip-vit-large-patch14", "google/vit-base-patch16-224"):
