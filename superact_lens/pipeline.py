@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,11 +40,30 @@ from superact_lens.errors import InputError, InputTypeError
 from superact_lens.lens import ConceptLens
 from superact_lens.normalization import Normalizer
 from superact_lens.results import build_results
+from superact_lens.runstate import (
+    RunState,
+    World,
+    chunk_plan,
+    load_fit,
+    merge_pass1,
+    merge_pass2,
+    save_fit,
+    stream_pass1,
+    stream_pass2,
+)
 from superact_lens.scores import TokenScores
-from superact_lens.sinks import NormStatsSink, ProjectionSink, SampleEmbeddingSink, TokenCollector
+from superact_lens.sinks import ProjectionSink, TokenCollector
 from superact_lens.sinks.token_sample import TokenSample
 
-__all__ = ["ALL_METHODS", "CONCEPT_KINDS", "METHODS", "Experiment", "RunConfig", "run_experiment"]
+__all__ = [
+    "ALL_METHODS",
+    "CONCEPT_KINDS",
+    "METHODS",
+    "Experiment",
+    "RunConfig",
+    "run_experiment",
+    "run_rank",
+]
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +242,61 @@ def prepare(
     return lens, dataset, layers, masks, prompt
 
 
-def run_experiment(config: RunConfig) -> Experiment:
-    """Run the whole method and return the in-memory experiment (results in ``.results``)."""
+def run_experiment(config: RunConfig, state_dir: str | Path | None = None) -> Experiment:
+    """Run the whole method in this process and return the in-memory experiment
+    (results in ``.results``). ``state_dir``: where the streamed state is committed
+    (``OUT/.superact`` of a resumable run); a temporary folder when None."""
+    if state_dir is not None:
+        exp = run_rank(config, RunState(state_dir), World())
+    else:
+        with tempfile.TemporaryDirectory(prefix="superact-run-") as tmp:
+            exp = run_rank(config, RunState(tmp), World())
+    if exp is None:  # pragma: no cover -- rank 0 of 1 always returns
+        raise RuntimeError("run_experiment: no experiment on rank 0")
+    return exp
+
+
+def _fit(
+    config: RunConfig,
+    sample: TokenSample,
+    normalizer: Normalizer,
+    train_emb: Tensor,
+    train_labels: Tensor,
+    layers: list[int],
+    names: list[str],
+) -> tuple[dict[str, ConceptBank], dict[str, ConceptBank]]:
+    """Token-level and CLS-level banks of every requested type, fitted on TRAIN only."""
+    n_train = train_emb.shape[1]
+    banks: dict[str, ConceptBank] = {}
+    cls_banks: dict[str, ConceptBank] = {}
+    for kind in _phases(config.concepts, "fitting", config.progress):
+        log.info("fitting %s concepts", kind)
+        unsupervised = kind in ("kmeans", "klinsep")
+        # The CLS level clusters train samples, so k cannot exceed their number.
+        k = None if config.n_clusters is None else min(config.n_clusters, n_train)
+        params = {"n_clusters": k} if unsupervised else {}
+        banks[kind] = fit_concepts(kind, sample, normalizer, names, seed=config.seed, **params)
+        # CLS-level concepts of the same kind. Clusters: as many as at token level,
+        # so one TokenScores carries both (the detector matches columns either way).
+        if unsupervised:
+            params = {"n_clusters": min(banks[kind].n_concepts, n_train)}
+        cls_est = make_estimator(kind, seed=config.seed, **params)
+        cls_banks[kind] = cls_est.fit_cls(train_emb, train_labels, layers, normalizer, names).bank_
+    return banks, cls_banks
+
+
+def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | None:
+    """One process's part of a run whose state lives in ``state`` (see runstate).
+
+    Every rank streams its chunks of both passes; rank 0 merges pass 1 and fits
+    the concepts, and after pass 2 merges the scores, calibrates and returns the
+    experiment; the other ranks return None. Committed chunks are not streamed
+    again, so a killed run continues where it stopped.
+    """
     t_start = time.perf_counter()
+    if world.rank == 0:
+        state.clean()
+    world.barrier()
     lens, ds, layers, masks, prompt = prepare(config)
     names = list(ds.concepts)
     n_concepts = len(names)
@@ -237,61 +310,56 @@ def run_experiment(config: RunConfig) -> Experiment:
     t0 = time.perf_counter()
     train_texts = [ds.texts[i] for i in idx["train"]]
     train_labels = labels_all[idx["train"]]
-    stats = NormStatsSink()
-    collector = TokenCollector(
-        [masks[i] for i in idx["train"]],
-        train_labels,
-        cap_in=config.cap_in,
-        cap_neg=config.cap_neg,
-        seed=config.seed,
-    )
-    train_cls = SampleEmbeddingSink()
-    lens.stream(
-        train_texts,
-        [stats, collector, train_cls],
-        layers=layers,
-        batch_size=config.batch_size,
-        progress=config.progress and "train pass",
-    )
-    normalizer = stats.result()
-    sample, notes = _spanless_fallback(collector.result(), names)
-    train_emb = train_cls.result()
+    train_masks = [masks[i] for i in idx["train"]]
+
+    def make_collector(sample_index: list[int] | None) -> TokenCollector:
+        return TokenCollector(
+            train_masks,
+            train_labels,
+            cap_in=config.cap_in,
+            cap_neg=config.cap_neg,
+            seed=config.seed,
+            sample_index=sample_index,
+        )
+
+    bs = config.batch_size
+    stream_pass1(state, world, lens, train_texts, make_collector, layers, bs, config.progress)
+    world.barrier()
     t_embed_train = time.perf_counter() - t0
 
-    # Concepts, fitted on TRAIN only.
+    # Concepts, fitted on TRAIN only (rank 0), committed to fit/ and read by every rank.
     t0 = time.perf_counter()
-    banks: dict[str, ConceptBank] = {}
-    cls_banks: dict[str, ConceptBank] = {}
-    for kind in _phases(config.concepts, "fitting", config.progress):
-        log.info("fitting %s concepts", kind)
-        unsupervised = kind in ("kmeans", "klinsep")
-        # The CLS level clusters train samples, so k cannot exceed their number.
-        k = None if config.n_clusters is None else min(config.n_clusters, len(idx["train"]))
-        params = {"n_clusters": k} if unsupervised else {}
-        banks[kind] = fit_concepts(kind, sample, normalizer, names, seed=config.seed, **params)
-        # CLS-level concepts of the same kind. Clusters: as many as at token level,
-        # so one TokenScores carries both (the detector matches columns either way).
-        if unsupervised:
-            params = {"n_clusters": min(banks[kind].n_concepts, len(idx["train"]))}
-        cls_est = make_estimator(kind, seed=config.seed, **params)
-        cls_banks[kind] = cls_est.fit_cls(train_emb, train_labels, layers, normalizer, names).bank_
+    notes: list[str] = []
+    sample: TokenSample | None = None
+    if world.rank == 0:
+        n_chunks = len(chunk_plan(train_texts, bs))
+        normalizer, sample, train_emb = merge_pass1(state, n_chunks, make_collector)
+        sample, notes = _spanless_fallback(sample, names)
+        if not state.fit_done():
+            banks, cls_banks = _fit(
+                config, sample, normalizer, train_emb, train_labels, layers, names
+            )
+            save_fit(state, normalizer, banks, cls_banks)
+    world.barrier()
+    normalizer, banks, cls_banks = load_fit(state, config.concepts)
     t_concepts = time.perf_counter() - t0
 
     # Pass 2: CAL and TEST -> token scores and CLS-level scores of every bank.
     t0 = time.perf_counter()
     eval_rows = np.concatenate([idx["cal"], idx["test"]])
     eval_texts = [ds.texts[i] for i in eval_rows]
-    sinks = {
-        kind: ProjectionSink(bank, normalizer=normalizer, cls_bank=cls_banks[kind])
-        for kind, bank in banks.items()
-    }
-    lens.stream(
-        eval_texts,
-        list(sinks.values()),
-        layers=layers,
-        batch_size=config.batch_size,
-        progress=config.progress and "cal+test pass",
-    )
+
+    def make_sinks() -> dict[str, ProjectionSink]:
+        return {
+            kind: ProjectionSink(bank, normalizer=normalizer, cls_bank=cls_banks[kind])
+            for kind, bank in banks.items()
+        }
+
+    stream_pass2(state, world, lens, eval_texts, make_sinks, layers, bs, config.progress)
+    world.barrier()
+    if world.rank != 0:
+        return None
+    scores = merge_pass2(state, list(banks), len(chunk_plan(eval_texts, bs)), len(eval_rows))
     t_embed_eval = time.perf_counter() - t0
 
     n_cal = len(idx["cal"])
@@ -304,8 +372,7 @@ def run_experiment(config: RunConfig) -> Experiment:
         split: _stack_masks([masks[i] for i in idx[split]], n_concepts) for split in split_pos
     }
     per_split: dict[str, dict[str, SplitScores]] = {"cal": {}, "test": {}}
-    for kind, sink in sinks.items():
-        all_scores = sink.result()
+    for kind, all_scores in scores.items():
         for split, pos in split_pos.items():
             per_split[split][kind] = SplitScores(
                 scores=all_scores.select_samples(pos),

@@ -8,6 +8,7 @@ import logging
 import os
 import shlex
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING
 from superact_lens.errors import InputError
 
 if TYPE_CHECKING:
-    from superact_lens.pipeline import Experiment
+    from superact_lens.pipeline import Experiment, RunConfig
+    from superact_lens.runstate import RunState
 
 __all__ = [
     "add_parser",
@@ -151,6 +153,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-length", type=int, default=None, help="truncate inputs to this many tokens"
     )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes (torch.distributed: gloo on CPU, NCCL on CUDA); "
+        "torchrun --nproc-per-node N -m superact_lens.cli run ... does the same",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an --out that holds another run (or other files); without "
+        "it, the same command on the same --out resumes a killed run",
+    )
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -215,18 +230,20 @@ def write_detectors(exp: Experiment, out: Path, command: str) -> Path:
     return dest
 
 
-def run(args: argparse.Namespace) -> int:
-    from superact_lens.pipeline import RunConfig, run_experiment
-    from superact_lens.report import render_report, save_figures
-
+def _log_warnings() -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("superact: %(message)s"))
     logger = logging.getLogger("superact_lens")
     if not logger.handlers:
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    from superact_lens.pipeline import RunConfig
+
     concepts = tuple(c.strip() for c in args.concepts.split(",") if c.strip())
-    config = RunConfig(
+    return RunConfig(
         model=args.model,
         dataset=args.dataset,
         concepts=concepts,
@@ -240,14 +257,94 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         progress=not args.quiet,
     )
-    with command_out_folder(args.out) as out:
-        exp = run_experiment(config)
-        figures = [] if args.no_figures else save_figures(exp, out)
-        command = _command_line(args)
-        (out / "results.json").write_text(json.dumps(exp.results, indent=2))
-        (out / "report.md").write_text(render_report(exp.results, figures, command=command))
-        detectors = write_detectors(exp, out, command)
+
+
+def _claim(out: Path, config: RunConfig, overwrite: bool) -> RunState:
+    """Check ``out`` against this command (run.json) and start or resume its state."""
+    from superact_lens.data import load_dataset
+    from superact_lens.runstate import RunState, dataset_fingerprint, run_document
+
+    ds = load_dataset(config.dataset, seed=config.seed)
+    return RunState.claim(out, run_document(config, dataset_fingerprint(ds)), overwrite)
+
+
+def _write_outputs(exp: Experiment, out: Path, args: argparse.Namespace) -> None:
+    from superact_lens.report import render_report, save_figures
+
+    figures = [] if args.no_figures else save_figures(exp, out)
+    command = _command_line(args)
+    (out / "results.json").write_text(json.dumps(exp.results, indent=2))
+    (out / "report.md").write_text(render_report(exp.results, figures, command=command))
+    detectors = write_detectors(exp, out, command)
     print(f"report: {out / 'report.md'}")
     print(f"results: {out / 'results.json'}")
     print(f"detectors: {detectors}{os.sep}<concept type>")
+
+
+def _rank_main(args: argparse.Namespace, out: Path, state: RunState | None) -> None:
+    """This process's part of the run (all of it when alone); rank 0 writes the outputs."""
+    import torch.distributed as dist
+
+    from superact_lens.pipeline import run_rank
+    from superact_lens.runstate import RunState, World
+
+    config = _config(args)
+    world = World.from_env(config.device)
+    if state is None:  # under torchrun: rank 0 checks --out, the others wait for it
+        if world.rank == 0:
+            state = _claim(out, config, args.overwrite)
+        world.barrier()
+        state = RunState(out / ".superact")
+    try:
+        exp = run_rank(config, state, world)
+        if exp is not None:
+            _write_outputs(exp, out, args)
+    finally:
+        if world.size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _spawned(rank: int, args: argparse.Namespace, nproc: int, port: int, out: Path) -> None:
+    """Entry point of a process started by ``--nproc`` (torchrun's environment)."""
+    import torch
+
+    from superact_lens.runstate import RunState
+
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(nproc),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
+    _log_warnings()
+    _rank_main(args, out, RunState(out / ".superact"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(args: argparse.Namespace) -> int:
+    _log_warnings()
+    config = _config(args)
+    if args.nproc < 1:
+        raise InputError(f"--nproc must be a positive integer, got {args.nproc}")
+    under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if under_torchrun and args.nproc > 1:
+        raise InputError("--nproc: already started by torchrun (WORLD_SIZE is set); drop --nproc")
+    with command_out_folder(args.out) as out:
+        if under_torchrun:
+            _rank_main(args, out, None)
+            return 0
+        state = _claim(out, config, args.overwrite)
+        if args.nproc == 1:
+            _rank_main(args, out, state)
+        else:
+            import torch.multiprocessing as mp
+
+            mp.spawn(_spawned, args=(args, args.nproc, _free_port(), out), nprocs=args.nproc)
     return 0

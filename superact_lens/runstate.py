@@ -1,0 +1,370 @@
+"""The chunk plan and on-disk state of a resumable, data-parallel ``superact run``.
+
+One global batch plan: a split's texts are sorted by length and cut into batches
+exactly as :meth:`ConceptLens.stream` does in one process, so a sample's residuals
+come from the same batch (same padding, same numerics) whatever the number of
+processes. A *chunk* is a run of ``CHUNK_BATCHES`` consecutive batches; rank ``r``
+of ``W`` streams the chunks ``j`` with ``j % W == r``.
+
+State under ``OUT/.superact/`` (every file written atomically, see
+:func:`superact_lens.stats.save_state`):
+
+* ``run.json``: the command's configuration, the dataset fingerprint and the
+  version. A different command on the same ``--out`` is refused.
+* ``pass1/chunk-NNNNN``: the chunk's normalisation moments and sample embeddings.
+* ``pass1/collector-TAG``: one process's token collector over the chunks it
+  streamed, rewritten after each chunk, with the list of those chunks. A pass-1
+  chunk is done when a collector file lists it (its chunk file is written first).
+* ``fit/``: normaliser and concept banks; ``fit/done.json`` last.
+* ``pass2/chunk-NNNNN``: the chunk's scores on every bank (:class:`ScoreRows`).
+  A pass-2 chunk is done when its JSON exists.
+
+Moments are merged in chunk order, so the normaliser (and everything after it)
+is bit for bit the same for any number of processes and any restart point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from superact_lens.concepts import ConceptBank
+from superact_lens.errors import InputError
+from superact_lens.normalization import Normalizer
+from superact_lens.sinks import NormStatsSink, ProjectionSink, SampleEmbeddingSink, TokenCollector
+from superact_lens.sinks.token_sample import TokenSample
+from superact_lens.stats import SampleRows, ScoreRows, load_state, save_state
+
+__all__ = [
+    "CHUNK_BATCHES",
+    "FAIL_ENV",
+    "RunState",
+    "World",
+    "chunk_plan",
+    "dataset_fingerprint",
+    "load_fit",
+    "merge_pass1",
+    "merge_pass2",
+    "run_document",
+    "save_fit",
+    "stream_pass1",
+    "stream_pass2",
+]
+
+#: Batches per chunk: the unit of work that is committed to disk and shared out.
+CHUNK_BATCHES = 8
+#: Test hook: raise after this many chunks (of either pass) were committed.
+FAIL_ENV = "SUPERACT_FAIL_AFTER_CHUNKS"
+STATE_DIR = ".superact"
+
+
+def chunk_plan(texts: Sequence[str], batch_size: int, chunk_batches: int = CHUNK_BATCHES):
+    """Chunks of text indices ``list[list[int]]``, each in streaming order.
+
+    The texts are ordered as :meth:`ConceptLens.stream` orders them (longest
+    first, stable) and cut into batches of ``batch_size``; chunk ``j`` holds
+    batches ``j * chunk_batches ...``. Streaming a chunk's texts in this order
+    with the same ``batch_size`` reproduces the one-process batches.
+    """
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    size = batch_size * chunk_batches
+    return [order[s : s + size] for s in range(0, len(order), size)]
+
+
+def dataset_fingerprint(ds: Any) -> str:
+    """sha256 of what a run reads from a dataset: concepts, texts, labels, spans, splits."""
+    h = hashlib.sha256()
+    h.update(json.dumps([list(ds.concepts), list(ds.texts)]).encode())
+    h.update(np.ascontiguousarray(np.asarray(ds.labels, dtype=bool)).tobytes())
+    h.update(json.dumps([[list(s) for s in spans] for spans in ds.spans]).encode())
+    h.update(json.dumps([str(s) for s in ds.splits]).encode())
+    return h.hexdigest()
+
+
+def run_document(config: Any, fingerprint: str) -> dict[str, Any]:
+    """What identifies a run's command: config (minus progress), dataset, version."""
+    import superact_lens
+
+    doc = {k: v for k, v in asdict(config).items() if k != "progress"}
+    doc = json.loads(json.dumps(doc))  # tuples -> lists, as read back from run.json
+    return {
+        "config": doc,
+        "dataset_sha256": fingerprint,
+        "superact_lens_version": superact_lens.__version__,
+    }
+
+
+@dataclass
+class World:
+    """This process's place among the run's processes (rank 0 of 1 when alone)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @classmethod
+    def from_env(cls, device: str = "cpu") -> World:
+        """Join the process group that ``RANK``/``WORLD_SIZE`` describe (torchrun or
+        ``superact run --nproc``): gloo on CPU, NCCL on CUDA."""
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        if size <= 1:
+            return cls()
+        if not dist.is_initialized():
+            backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+            dist.init_process_group(backend)
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+
+def _fail_hook() -> Callable[[], None]:
+    limit = os.environ.get(FAIL_ENV)
+    done = [0]
+
+    def committed() -> None:
+        done[0] += 1
+        if limit is not None and done[0] >= int(limit):
+            raise RuntimeError(f"{FAIL_ENV}={limit}: stopping after {done[0]} chunks (test hook)")
+
+    return committed
+
+
+class RunState:
+    """The files of one run under ``root`` (``OUT/.superact``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.pass1 = self.root / "pass1"
+        self.fit = self.root / "fit"
+        self.pass2 = self.root / "pass2"
+        self.tag = uuid.uuid4().hex[:12]  # this process's collector file
+        self.committed = _fail_hook()
+
+    @classmethod
+    def claim(cls, out: str | Path, doc: dict[str, Any], overwrite: bool = False) -> RunState:
+        """Start or resume the run ``doc`` in ``out``.
+
+        A ``run.json`` for a different command, or a non-empty ``out`` without
+        one, is refused unless ``overwrite`` (which removes the old state).
+        """
+        out = Path(out)
+        root = out / STATE_DIR
+        run_json = root / "run.json"
+        if overwrite:
+            shutil.rmtree(root, ignore_errors=True)
+        if run_json.is_file():
+            try:
+                old = json.loads(run_json.read_text())
+            except json.JSONDecodeError:
+                old = None
+            if old != doc:
+                raise InputError(f"--out {out}: {_difference(old, doc)}")
+        elif any(out.iterdir()) and not overwrite:
+            raise InputError(
+                f"--out {out} is not empty and holds no superact run; choose an empty "
+                "folder, or pass --overwrite to write into it"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = run_json.with_name("run.json.tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        os.replace(tmp, run_json)
+        return cls(root)
+
+    def clean(self) -> None:
+        """Remove the temporary files a killed process left (call on rank 0 only)."""
+        for sub in (self.pass1, self.fit, self.pass2):
+            sub.mkdir(parents=True, exist_ok=True)
+            for tmp in sub.glob("*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+    # ----------------------------------------------------------------- pass 1
+    def chunk_path(self, pass_dir: Path, j: int) -> Path:
+        return pass_dir / f"chunk-{j:05d}"
+
+    def collector_files(self) -> list[Path]:
+        return sorted(self.pass1.glob("collector-*.json"))
+
+    def pass1_done(self) -> set[int]:
+        done: set[int] = set()
+        for path in self.collector_files():
+            done.update(json.loads(path.read_text())["states"]["chunks"]["done"])
+        return done
+
+    def pass2_done(self, n_chunks: int) -> set[int]:
+        return {
+            j
+            for j in range(n_chunks)
+            if self.chunk_path(self.pass2, j).with_suffix(".json").is_file()
+        }
+
+    def fit_done(self) -> bool:
+        return (self.fit / "done.json").is_file()
+
+
+def _difference(old: Any, new: dict[str, Any]) -> str:
+    if not isinstance(old, dict):
+        return "its .superact/run.json is unreadable; pass --overwrite to start again"
+    keys = [k for k in new["config"] if old.get("config", {}).get(k) != new["config"][k]]
+    if old.get("dataset_sha256") != new["dataset_sha256"]:
+        keys.append("dataset contents")
+    if old.get("superact_lens_version") != new["superact_lens_version"]:
+        keys.append("superact_lens version")
+    return (
+        f"holds a run of a different command (differs in: {', '.join(keys) or 'format'}); "
+        "run the same command to resume it, or pass --overwrite to start again"
+    )
+
+
+# --------------------------------------------------------------------- the passes
+def _mine(world: World, n_chunks: int, done: set[int]) -> list[int]:
+    return [j for j in range(n_chunks) if j % world.size == world.rank and j not in done]
+
+
+def stream_pass1(
+    state: RunState,
+    world: World,
+    lens: Any,
+    texts: Sequence[str],
+    make_collector: Callable[[list[int] | None], TokenCollector],
+    layers: list[int],
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Stream this rank's unfinished TRAIN chunks; commit each to ``pass1/``.
+
+    ``make_collector(sample_index)`` builds a TokenCollector over the whole split.
+    """
+    chunks = chunk_plan(texts, batch_size)
+    mine = _mine(world, len(chunks), state.pass1_done())
+    running: TokenCollector | None = None
+    done: list[int] = []
+    for k, j in enumerate(mine):
+        ids = chunks[j]
+        stats, collector, emb = NormStatsSink(), make_collector(ids), SampleEmbeddingSink()
+        lens.stream(
+            [texts[i] for i in ids],
+            [stats, collector, emb],
+            layers=layers,
+            batch_size=batch_size,
+            progress=progress and f"train pass {k + 1}/{len(mine)}",
+        )
+        rows = SampleRows().add(ids, emb=emb.result().transpose(0, 1))
+        save_state(
+            state.chunk_path(state.pass1, j), {"norm": stats.state_dict(), "emb": rows.state_dict()}
+        )
+        running = collector if running is None else running.merge(collector)
+        done.append(j)
+        save_state(
+            state.pass1 / f"collector-{state.tag}",
+            {"collector": running.state_dict(), "chunks": {"done": done}},
+        )
+        state.committed()
+
+
+def merge_pass1(
+    state: RunState,
+    n_chunks: int,
+    make_collector: Callable[[list[int] | None], TokenCollector],
+) -> tuple[Normalizer, TokenSample, Tensor]:
+    """Normaliser (moments merged in chunk order), token sample and the train sample
+    embeddings ``[layers, n_train, d_model]`` from every committed pass-1 file."""
+    norm: NormStatsSink | None = None
+    rows = SampleRows()
+    for j in range(n_chunks):
+        st = load_state(state.chunk_path(state.pass1, j))
+        part = NormStatsSink.from_state(st["norm"])
+        norm = part if norm is None else norm.merge(part)
+        rows.add(st["emb"]["ids"], emb=st["emb"]["col.emb"])
+    collector: TokenCollector | None = None
+    for path in state.collector_files():
+        part_c = make_collector(None).load_state_dict(load_state(path.with_suffix(""))["collector"])
+        collector = part_c if collector is None else collector.merge(part_c)
+    if norm is None or collector is None or not bool(collector.seen_.all()):
+        raise RuntimeError(f"{state.pass1}: the train pass is incomplete")
+    n_train = len(collector.seen_)
+    return norm.result(), collector.result(), rows.result(n_train)["emb"].transpose(0, 1)
+
+
+def save_fit(
+    state: RunState,
+    normalizer: Normalizer,
+    banks: dict[str, ConceptBank],
+    cls_banks: dict[str, ConceptBank],
+) -> None:
+    """Write the normaliser and banks to ``fit/``, then ``fit/done.json``."""
+    norm = {"layers": list(normalizer.layers), "mean": normalizer.mean, "scale": normalizer.scale}
+    save_state(state.fit / "normalizer", {"normalizer": norm})
+    for kind in banks:
+        banks[kind].save(state.fit / f"bank-{kind}")
+        cls_banks[kind].save(state.fit / f"cls-{kind}")
+    tmp = state.fit / "done.json.tmp"
+    tmp.write_text(json.dumps({"kinds": list(banks)}))
+    os.replace(tmp, state.fit / "done.json")
+
+
+def load_fit(
+    state: RunState, kinds: Sequence[str]
+) -> tuple[Normalizer, dict[str, ConceptBank], dict[str, ConceptBank]]:
+    """What :func:`save_fit` wrote."""
+    norm = load_state(state.fit / "normalizer")["normalizer"]
+    normalizer = Normalizer(layers=list(norm["layers"]), mean=norm["mean"], scale=norm["scale"])
+    banks = {k: ConceptBank.load(state.fit / f"bank-{k}") for k in kinds}
+    cls_banks = {k: ConceptBank.load(state.fit / f"cls-{k}") for k in kinds}
+    return normalizer, banks, cls_banks
+
+
+def stream_pass2(
+    state: RunState,
+    world: World,
+    lens: Any,
+    texts: Sequence[str],
+    make_sinks: Callable[[], dict[str, ProjectionSink]],
+    layers: list[int],
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Stream this rank's unfinished CAL+TEST chunks; commit their scores to ``pass2/``."""
+    chunks = chunk_plan(texts, batch_size)
+    mine = _mine(world, len(chunks), state.pass2_done(len(chunks)))
+    for k, j in enumerate(mine):
+        ids = chunks[j]
+        sinks = make_sinks()
+        lens.stream(
+            [texts[i] for i in ids],
+            list(sinks.values()),
+            layers=layers,
+            batch_size=batch_size,
+            progress=progress and f"cal+test pass {k + 1}/{len(mine)}",
+        )
+        states = {}
+        for kind, sink in sinks.items():
+            s = sink.result()
+            states[kind] = ScoreRows(s.layers, s.concepts, s.metadata).add(ids, s).state_dict()
+        save_state(state.chunk_path(state.pass2, j), states)
+        state.committed()
+
+
+def merge_pass2(state: RunState, kinds: Sequence[str], n_chunks: int, n: int) -> dict[str, Any]:
+    """Every concept type's :class:`TokenScores` over the ``n`` CAL+TEST samples."""
+    rows: dict[str, ScoreRows] = {}
+    for j in range(n_chunks):
+        st = load_state(state.chunk_path(state.pass2, j))
+        for kind in kinds:
+            part = ScoreRows.from_state(st[kind])
+            if kind not in rows:
+                rows[kind] = ScoreRows(part.layers, part.concepts, part.metadata)
+            rows[kind].add(st[kind]["ids"], part.result())
+    return {kind: rows[kind].result(n) for kind in kinds}

@@ -1,0 +1,123 @@
+"""Resumable ``superact run``: a run stopped after k chunks and started again with the
+same command writes the results.json of an uninterrupted run (issue 14, item 3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from superact_lens.cli import main
+from superact_lens.data import make_synthetic_dataset, write_dataset_folder
+from superact_lens.runstate import FAIL_ENV, chunk_plan
+from tests.detection.tiny_detector import tiny_bert_folder
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, minilm_folder):
+    """(tiny BERT folder, dataset folder, results.json of an uninterrupted run)."""
+    model = tiny_bert_folder(tmp_path_factory.mktemp("tiny"), minilm_folder)
+    data = write_dataset_folder(make_synthetic_dataset(n=60, seed=1), tmp_path_factory.mktemp("d"))
+    out = tmp_path_factory.mktemp("whole") / "out"
+    assert main(argv(model, data, out)) == 0
+    return model, data, results(out)
+
+
+def argv(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", "--model", str(model), "--dataset", str(data), "--out", str(out),
+            "--concepts", "linsep,mean", "--batch-size", "2", "--n-bootstrap", "20",
+            "--no-figures", "--quiet", *extra]  # fmt: skip
+
+
+def results(out: Path) -> dict:
+    res = json.loads((out / "results.json").read_text())
+    res.pop("timing_s")
+    return res
+
+
+def test_the_plan_cuts_the_streams_batches_into_chunks():
+    texts = ["a" * n for n in (3, 1, 4, 1, 5, 9, 2, 6, 5, 3)]
+    chunks = chunk_plan(texts, batch_size=2, chunk_batches=2)
+    order = sorted(range(10), key=lambda i: -len(texts[i]))  # what ConceptLens.stream does
+    assert [i for c in chunks for i in c] == order
+    assert [len(c) for c in chunks] == [4, 4, 2]
+
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_a_run_stopped_after_k_chunks_resumes_to_the_same_results(setup, tmp_path, monkeypatch, k):
+    """5 chunks here: 3 of the train pass, 2 of cal+test; k=3 stops right after the
+    train pass, k=4 inside pass 2 (after the fit was committed)."""
+    model, data, whole = setup
+    out = tmp_path / "out"
+    monkeypatch.setenv(FAIL_ENV, str(k))
+    with pytest.raises(RuntimeError, match=FAIL_ENV):
+        main(argv(model, data, out))
+    assert not (out / "results.json").exists()
+    state = out / ".superact"
+    done = len(list((state / "pass1").glob("chunk-*.json"))) + len(
+        list((state / "pass2").glob("chunk-*.json"))
+    )
+    assert done == k
+    (state / "pass2" / "chunk-00009.safetensors.tmp").write_bytes(b"half a file")
+    monkeypatch.delenv(FAIL_ENV)
+    assert main(argv(model, data, out)) == 0
+    assert results(out) == whole
+    assert not list(state.glob("*/*.tmp"))
+
+
+def test_a_different_command_on_the_same_out_is_refused_unless_overwrite(setup, tmp_path, capsys):
+    model, data, whole = setup
+    out = tmp_path / "out"
+    assert main(argv(model, data, out)) == 0
+    code = main([*argv(model, data, out), "--seed", "1"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "different command" in err and "seed" in err and "--overwrite" in err
+    assert main([*argv(model, data, out), "--seed", "1", "--overwrite"]) == 0
+    run = json.loads((out / ".superact" / "run.json").read_text())
+    assert run["config"]["seed"] == 1
+
+
+def test_a_non_empty_out_without_a_run_is_refused(setup, tmp_path, capsys):
+    model, data, _ = setup
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(argv(model, data, out)) != 0
+    assert "not empty" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not (out / ".superact").exists()
+
+
+def test_the_same_command_again_rewrites_the_same_results(setup, tmp_path):
+    model, data, whole = setup
+    out = tmp_path / "out"
+    assert main(argv(model, data, out)) == 0
+    (out / "results.json").unlink()
+    assert main(argv(model, data, out)) == 0
+    assert results(out) == whole
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_point_twice_then_resume(setup, tmp_path):
+    """A real kill: the process gets SIGKILL at a random moment, twice; the third
+    start finishes, and its results equal the uninterrupted run's."""
+    model, data, whole = setup
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "superact_lens.cli", *argv(model, data, out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    rng = random.Random(14)
+    for _ in range(2):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+        time.sleep(rng.uniform(4.0, 12.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    assert results(out) == whole
