@@ -265,3 +265,35 @@ def test_wrong_uses(vision_folders, minilm_lens):
         minilm_lens.content_patches(["x.png"])
     with pytest.raises(InputError, match="max_length"):
         ConceptLens(vision_folders["vit"], max_length=8)
+
+
+def test_pipeline_sinks_read_image_batches(boxed_lens, vision_folders, images):
+    """NormStatsSink and TokenCollector see content patches only, as they see content tokens."""
+    from superact_lens.sinks import NormStatsSink, TokenCollector
+
+    batch = boxed_lens.tokenize(images)
+    hidden = hidden_states(reference("vit", vision_folders["vit"]), batch)
+    patches = boxed_lens.content_patches(images)
+    # concept 0: the left half of the grid; concept 1: labelled, location unknown
+    labels = torch.tensor([[1, 1], [1, 0], [0, 1], [0, 0]], dtype=torch.bool)
+    masks = [
+        torch.stack([(rc[:, 1] < 2) & labels[i, 0], torch.zeros(len(rc), dtype=torch.bool)], 1)
+        for i, rc in enumerate(patches)
+    ]
+    norm_sink = NormStatsSink()
+    collector = TokenCollector(masks, labels, cap_in=1000, cap_neg=1000)
+    boxed_lens.stream(images, [norm_sink, collector], layers=LAYERS, batch_size=3, progress=False)
+    norm = norm_sink.result()
+    for layer in LAYERS:
+        content = hidden[layer][batch.content_mask].double()
+        torch.testing.assert_close(norm.mean[layer], content.mean(0).float(), atol=1e-5, rtol=0)
+    sample = collector.result()
+    # kept: in-concept patches (left halves of images 0-1: 8 + 4) and every patch of an image
+    # without a concept (image 1 for c1: 8; images 2-3 for c0: 24); image 0's right half is neither
+    assert sample.embeddings.shape[1] == 40
+    inside = sample.token_concepts[:, 0]
+    assert int(inside.sum()) == 12
+    content = torch.cat([hidden[2][i][batch.content_mask[i]] for i in range(4)])
+    expected = content[torch.cat([m[:, 0] for m in masks])]
+    got = sample.layer(2)[inside]
+    assert torch.allclose(got.sort(0).values, expected.sort(0).values, atol=1e-5)
