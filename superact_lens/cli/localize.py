@@ -12,9 +12,10 @@ import logging
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from superact_lens.cli.run import out_folder
+from superact_lens.cli.run import command_out_folder
 from superact_lens.errors import InputError
 
 __all__ = ["add_parser", "run"]
@@ -134,19 +135,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from superact_lens.data import token_masks
-    from superact_lens.localization import AttributionConfig, Localizer
-    from superact_lens.localization.evaluate import (
-        evaluate_cases,
-        local_minus_global,
-        select_cases,
-        summarize,
-    )
-    from superact_lens.localization.report import (
-        render_markdown,
-        save_heatmap_page,
-        save_heatmaps,
-    )
+    from superact_lens.localization import AttributionConfig
 
     t0 = time.perf_counter()
     logging.getLogger("superact_lens").setLevel(logging.WARNING)
@@ -161,9 +150,29 @@ def run(args: argparse.Namespace) -> int:
     config = AttributionConfig(
         n_steps=args.n_steps, n_samples=args.n_samples, batch_size=args.batch_size, seed=args.seed
     )
-    out = out_folder(args.out)
+    with command_out_folder(args.out) as out:  # bad input leaves no new --out behind
+        return _localize(args, out, kinds[0], methods, config, t0)
 
-    lens, dataset, detector = (_saved if args.detector else _calibrated)(args, kinds[0])
+
+def _localize(
+    args: argparse.Namespace, out: Path, kind: str, methods: tuple[str, ...], config: Any, t0: float
+) -> int:
+    """Calibrate (or load) the detector, explain the test cases, write OUT's files."""
+    from superact_lens.data import token_masks
+    from superact_lens.localization import Localizer
+    from superact_lens.localization.evaluate import (
+        evaluate_cases,
+        local_minus_global,
+        select_cases,
+        summarize,
+    )
+    from superact_lens.localization.report import (
+        render_markdown,
+        save_heatmap_page,
+        save_heatmaps,
+    )
+
+    lens, dataset, detector = (_saved if args.detector else _calibrated)(args, kind)
     if not args.detector:  # reuse it next time with --detector OUT/detector
         detector.save(out / "detector")
     t_calibrate = time.perf_counter() - t0
@@ -198,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         "setup": {
             "model": args.model,
             "dataset": args.dataset,
-            "concept_type": kinds[0],
+            "concept_type": kind,
             "methods": list(methods),
             "max_samples": args.max_samples,
             "n_cases": len(cases),

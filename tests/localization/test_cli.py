@@ -69,6 +69,14 @@ def test_bad_arguments_are_one_line(tmp_path, capsys, extra, message):
     assert message in err and "\n" not in err
 
 
+def test_bad_model_leaves_no_out_folder(tmp_path, capsys):
+    out = tmp_path / "new" / "out"
+    argv = ["localize", "--model", str(tmp_path / "no-such-model"), "--out", str(out)]
+    assert main(argv) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
 def test_localize_reuses_a_saved_detector(tmp_path, minilm_folder, monkeypatch):
     import superact_lens.pipeline
     from superact_lens.lens import ConceptLens
