@@ -122,7 +122,7 @@ def _draw_object(obj: SceneObject, size: int):
         shade = np.where(lid & ~front, 1.0 - 0.08 * (top - ys) / abs(d), shade)
         return box, front | lid | side, shade, np.zeros_like(shade)
     if obj.shape == "cylinder":
-        rc, h = 1.0 * u, 1.9 * u
+        rc, h = 0.85 * u, 2.7 * u  # taller than wide: a silhouette unlike the cube's
         ry = 0.35 * rc
         ybot, ytop = yb - ry, yb - ry - h
         box, xs, ys = _box(size, cx - rc, ytop - ry, cx + rc, yb)
