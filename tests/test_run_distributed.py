@@ -31,7 +31,7 @@ def setup(tmp_path_factory, minilm_folder):
 
 def argv(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return ["run", "--model", str(model), "--dataset", str(data), "--out", str(out),
-            "--concepts", "linsep,mean", "--batch-size", "2", "--n-bootstrap", "20",
+            "--concepts", "mean", "--batch-size", "2", "--n-bootstrap", "20",
             "--no-figures", "--quiet", *extra]  # fmt: skip
 
 
@@ -68,6 +68,7 @@ def test_torchrun_launch_equals_one_process(setup, tmp_path):
     assert results(out) == one
 
 
+@pytest.mark.slow
 def test_a_run_of_two_processes_resumes_with_one(setup, tmp_path, monkeypatch):
     """Stopped in the 2-process run after its ranks committed some chunks; resumed
     by one process: the collectors of both attempts merge to the same results."""
