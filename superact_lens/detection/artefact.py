@@ -74,7 +74,8 @@ def vocab_hash(tokenizer: Any) -> str:
 class ModelIdentity:
     """What a detector was calibrated on: enough to refuse a different model.
 
-    ``vocab_hash`` is a hash of the tokenizer's vocabulary (token -> id pairs).
+    ``vocab_hash`` is a hash of the tokenizer's vocabulary (token -> id pairs); for
+    an image model, of its image processor's settings, input and patch size.
     """
 
     name: str
@@ -96,6 +97,10 @@ class ModelIdentity:
         local = Path(name).expanduser()
         if local.is_dir():
             name = str(local.resolve())
+        if lens.is_vision:  # an image model: its processor settings stand in for a vocabulary
+            from superact_lens.vision.detect import processor_hash
+
+            return cls(str(name), int(lens.n_layers), int(lens.d_model), processor_hash(lens))
         return cls(str(name), int(lens.n_layers), int(lens.d_model), vocab_hash(lens.tokenizer))
 
     def differences(self, other: ModelIdentity) -> list[str]:

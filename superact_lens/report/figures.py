@@ -4,7 +4,8 @@ Per concept type (file names prefixed with the type): separability and coverage
 by depth, in/out distributions, F1 vs N, best-N and best-layer histograms, the
 SuperActivator-ratio CDF, SuperActivator positions and F1 by depth of every
 method, all on TEST. Plus a token heat map of one positive test sample for the
-first (headline) concept type.
+first (headline) concept type; for an image dataset, patch-grid overlays over
+the images instead (:mod:`.image_figures`).
 """
 
 from __future__ import annotations
@@ -82,7 +83,13 @@ def save_figures(exp: Experiment, out: str | Path) -> list[str]:
         names += [path.name for path in saved["figures"].values()]
         plt.close("all")
     kind = exp.config.concepts[0]
-    if _heatmap(exp, kind, out / f"{kind}_heatmap_example.png"):
+    if getattr(exp.dataset, "is_image", False):  # patch overlays over the images instead
+        from superact_lens.report.image_figures import save_image_heatmaps
+
+        drawn = save_image_heatmaps(exp, kind, out / f"{kind}_heatmap_example.png")
+    else:
+        drawn = _heatmap(exp, kind, out / f"{kind}_heatmap_example.png")
+    if drawn:
         names.append(f"{kind}_heatmap_example.png")
         plt.close("all")
     return names
