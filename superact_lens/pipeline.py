@@ -11,6 +11,12 @@ Two streaming passes over the data, never holding residuals:
 Then every detector is calibrated on CAL (layer, N or threshold per concept)
 and evaluated on TEST with bootstrap confidence intervals.
 
+Both passes stream a fixed plan of chunks (:mod:`superact_lens.runstate`): each
+chunk's mergeable statistics are committed to disk as it finishes, so a killed
+run resumes where it stopped, and several processes (``run_rank`` on each rank
+of a torch.distributed group) can share the chunks; the merged state, and so
+``results``, is the same bit for bit in every case.
+
 With ``"prompt"`` among the methods (generative models only, off by default: it
 costs one forward pass per test sample and concept), the model is loaded once
 with its language-model head, the lens streams its base model, and the prompting
@@ -20,26 +26,25 @@ baseline asks it about every TEST sample and concept; it needs no calibration.
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from jaxtyping import Bool
 from torch import Tensor
-from tqdm import tqdm
 
-from superact_lens.concepts import ConceptBank, fit_concepts, make_estimator
+from superact_lens.concepts import ConceptBank
 from superact_lens.data import TextDataset, load_dataset, token_masks
 from superact_lens.detection import METHODS, PromptDetector, fit_detectors, load_generative
 from superact_lens.errors import InputError, InputTypeError
 from superact_lens.lens import ConceptLens
 from superact_lens.normalization import Normalizer
 from superact_lens.results import build_results
+from superact_lens.run_fit import fit_banks, phases
+from superact_lens.run_fit import spanless_fallback as _spanless_fallback
 from superact_lens.runstate import (
     RunState,
     World,
@@ -176,28 +181,6 @@ def _stack_masks(masks: list[Tensor], n_concepts: int) -> Bool[Tensor, "n_tokens
     return torch.cat(masks, dim=0)
 
 
-def _spanless_fallback(sample: TokenSample, names: list[str]) -> tuple[TokenSample, list[str]]:
-    """Concepts labelled present but never located (no span in any train sample)
-    have no in-concept tokens to learn from. Rather than fail, learn them from
-    every token of their positive samples (sample-level supervision), and say so."""
-    has_tokens = sample.token_concepts.any(0)
-    has_samples = sample.sample_labels.any(0)
-    weak = [c for c in range(len(names)) if has_samples[c] and not has_tokens[c]]
-    if not weak:
-        return sample, []
-    token_concepts = sample.token_concepts.clone()
-    token_concepts[:, weak] = sample.sample_labels[:, weak]
-    notes = [
-        f"concept {names[c]!r} has no span in the train split: its token-level concepts were "
-        "learned from all tokens of its positive samples, and its SuperActivator threshold "
-        "falls back to max-token calibration where cal has no span either"
-        for c in weak
-    ]
-    for note in notes:
-        log.warning(note)
-    return replace(sample, token_concepts=token_concepts), notes
-
-
 def _open_model(config: RunConfig, names: list[str]) -> tuple[ConceptLens, PromptDetector | None]:
     """The lens, and the prompting baseline when asked for.
 
@@ -218,15 +201,6 @@ def _open_model(config: RunConfig, names: list[str]) -> tuple[ConceptLens, Promp
         causal, names, tokenizer=tokenizer, batch_size=config.batch_size, progress=config.progress
     )
     return lens, prompt.load()
-
-
-def _phases(kinds: Sequence[str], verb: str, progress: bool) -> Iterator[str]:
-    """Yield ``kinds`` under a stderr bar named after the current one ("fitting linsep")."""
-    bar = tqdm(kinds, disable=not progress, file=sys.stderr, unit="type", leave=False)
-    with bar:
-        for kind in bar:
-            bar.set_description(f"{verb} {kind}")
-            yield kind
 
 
 def prepare(
@@ -254,35 +228,6 @@ def run_experiment(config: RunConfig, state_dir: str | Path | None = None) -> Ex
     if exp is None:  # pragma: no cover -- rank 0 of 1 always returns
         raise RuntimeError("run_experiment: no experiment on rank 0")
     return exp
-
-
-def _fit(
-    config: RunConfig,
-    sample: TokenSample,
-    normalizer: Normalizer,
-    train_emb: Tensor,
-    train_labels: Tensor,
-    layers: list[int],
-    names: list[str],
-) -> tuple[dict[str, ConceptBank], dict[str, ConceptBank]]:
-    """Token-level and CLS-level banks of every requested type, fitted on TRAIN only."""
-    n_train = train_emb.shape[1]
-    banks: dict[str, ConceptBank] = {}
-    cls_banks: dict[str, ConceptBank] = {}
-    for kind in _phases(config.concepts, "fitting", config.progress):
-        log.info("fitting %s concepts", kind)
-        unsupervised = kind in ("kmeans", "klinsep")
-        # The CLS level clusters train samples, so k cannot exceed their number.
-        k = None if config.n_clusters is None else min(config.n_clusters, n_train)
-        params = {"n_clusters": k} if unsupervised else {}
-        banks[kind] = fit_concepts(kind, sample, normalizer, names, seed=config.seed, **params)
-        # CLS-level concepts of the same kind. Clusters: as many as at token level,
-        # so one TokenScores carries both (the detector matches columns either way).
-        if unsupervised:
-            params = {"n_clusters": min(banks[kind].n_concepts, n_train)}
-        cls_est = make_estimator(kind, seed=config.seed, **params)
-        cls_banks[kind] = cls_est.fit_cls(train_emb, train_labels, layers, normalizer, names).bank_
-    return banks, cls_banks
 
 
 def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | None:
@@ -336,7 +281,7 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
         normalizer, sample, train_emb = merge_pass1(state, n_chunks, make_collector)
         sample, notes = _spanless_fallback(sample, names)
         if not state.fit_done():
-            banks, cls_banks = _fit(
+            banks, cls_banks = fit_banks(
                 config, sample, normalizer, train_emb, train_labels, layers, names
             )
             save_fit(state, normalizer, banks, cls_banks)
@@ -359,6 +304,8 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
     world.barrier()
     if world.rank != 0:
         return None
+    if sample is None:  # pragma: no cover -- rank 0 merged pass 1 above
+        raise RuntimeError("run_rank: rank 0 has no token sample")
     scores = merge_pass2(state, list(banks), len(chunk_plan(eval_texts, bs)), len(eval_rows))
     t_embed_eval = time.perf_counter() - t0
 
@@ -395,7 +342,7 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
     )
 
     t0 = time.perf_counter()
-    for kind in _phases(config.concepts, "calibrating", config.progress):
+    for kind in phases(config.concepts, "calibrating", config.progress):
         calibrate(exp, kind)
     t_calibrate = time.perf_counter() - t0
 

@@ -12,6 +12,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -295,6 +296,12 @@ def _rank_main(args: argparse.Namespace, out: Path, state: RunState | None) -> N
             state = _claim(out, config, args.overwrite)
         world.barrier()
         state = RunState(out / ".superact")
+    if world.size > 1 and config.device == "cuda":  # one GPU per rank (NCCL)
+        import torch
+
+        local = int(os.environ.get("LOCAL_RANK", world.rank))
+        torch.cuda.set_device(local)
+        config = replace(config, device=f"cuda:{local}")
     try:
         exp = run_rank(config, state, world)
         if exp is not None:
