@@ -1,7 +1,9 @@
 """``superact detect``: apply a saved detector to new text (INTERFACES §2).
 
 Texts come from ``--text`` (repeatable), ``--file`` (one text per line) or
-``-`` (stdin, one per line). They are streamed through the model in chunks:
+``-`` (stdin, one per line); for a detector calibrated on an image model, images
+come from ``--image`` or ``--file`` / ``-`` (one path per line), see
+:mod:`superact_lens.cli.detect_images`. They are streamed through the model in chunks:
 chunk ``k``'s output is printed before chunk ``k + 1`` is read, so any number
 of lines runs in bounded memory. Plain text by default; ``--json`` prints one
 detection record per text (JSON lines, input order; see
@@ -40,7 +42,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", nargs="+", action="extend", help="one or more texts")
-    source.add_argument("--file", help="a UTF-8 file with one text per line ('-' for stdin)")
+    source.add_argument(
+        "--image",
+        nargs="+",
+        action="extend",
+        help="one or more image files (a detector calibrated on an image model)",
+    )
+    source.add_argument(
+        "--file",
+        help="a UTF-8 file with one text per line ('-' for stdin); for an image model, one "
+        "image path per line",
+    )
     source.add_argument(
         "stdin", nargs="?", choices=["-"], default=None, help="read texts from stdin, one per line"
     )
@@ -48,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--token-scores",
         action="store_true",
-        help="with --json: every content token's score for every concept",
+        help="with --json: every content token's (image: patch's) score for every concept",
     )
     p.add_argument("--html", default=None, help="write a self-contained token heat-map page")
     p.add_argument(
@@ -156,11 +168,23 @@ def _run(args: argparse.Namespace) -> int:
     detector = ConceptDetector.load(args.detector)
     select_concepts(detector, concepts, arg="--concepts")
     model = args.model if args.model is not None else detector.model.name
+    letterbox = bool(detector.provenance.get("letterbox", False))  # as the image run saw them
     try:
-        lens = ConceptLens(model, device=args.device, max_length=args.max_length)
+        lens = ConceptLens(
+            model, device=args.device, max_length=args.max_length, letterbox=letterbox
+        )
     except InputError as err:
         raise InputError(f"--model: {err}") from None
     detector.check_model(lens)
+    if lens.is_vision:
+        from superact_lens.cli.detect_images import run_images
+
+        return run_images(args, detector, lens, concepts)
+    if args.image is not None:
+        raise InputError(
+            f"--image: the detector's model {detector.model.name!r} takes text; give --text, "
+            "--file or -"
+        )
 
     html_records: list[dict[str, Any]] = []
     n_seen = 0
