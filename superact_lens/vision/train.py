@@ -44,7 +44,7 @@ class ViTTrainConfig:
     num_layers: int = 4
     num_heads: int = 4
     mlp_ratio: int = 2
-    epochs: int = 20
+    epochs: int = 40
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.05
