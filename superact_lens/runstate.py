@@ -70,15 +70,19 @@ FAIL_ENV = "SUPERACT_FAIL_AFTER_CHUNKS"
 STATE_DIR = ".superact"
 
 
-def chunk_plan(texts: Sequence[str], batch_size: int, chunk_batches: int = CHUNK_BATCHES):
-    """Chunks of text indices ``list[list[int]]``, each in streaming order.
+def chunk_plan(
+    texts: Sequence[Any], batch_size: int, chunk_batches: int = CHUNK_BATCHES
+) -> list[list[int]]:
+    """Chunks of text indices, each in streaming order.
 
     The texts are ordered as :meth:`ConceptLens.stream` orders them (longest
-    first, stable) and cut into batches of ``batch_size``; chunk ``j`` holds
-    batches ``j * chunk_batches ...``. Streaming a chunk's texts in this order
+    first, stable; images as given) and cut into batches of ``batch_size``;
+    chunk ``j`` holds batches ``j * chunk_batches ...``. Streaming a chunk's texts in this order
     with the same ``batch_size`` reproduces the one-process batches.
     """
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    order = sorted(
+        range(len(texts)), key=lambda i: -len(t) if isinstance(t := texts[i], str) else 0
+    )
     size = batch_size * chunk_batches
     return [order[s : s + size] for s in range(0, len(order), size)]
 
