@@ -277,14 +277,15 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
     notes: list[str] = []
     sample: TokenSample | None = None
     if world.rank == 0:
-        n_chunks = len(chunk_plan(train_texts, bs))
-        normalizer, sample, train_emb = merge_pass1(state, n_chunks, make_collector)
-        sample, notes = _spanless_fallback(sample, names)
-        if not state.fit_done():
-            banks, cls_banks = fit_banks(
-                config, sample, normalizer, train_emb, train_labels, layers, names
-            )
-            save_fit(state, normalizer, banks, cls_banks)
+        with world.solo():
+            n_chunks = len(chunk_plan(train_texts, bs))
+            normalizer, sample, train_emb = merge_pass1(state, n_chunks, make_collector)
+            sample, notes = _spanless_fallback(sample, names)
+            if not state.fit_done():
+                banks, cls_banks = fit_banks(
+                    config, sample, normalizer, train_emb, train_labels, layers, names
+                )
+                save_fit(state, normalizer, banks, cls_banks)
     world.barrier()
     normalizer, banks, cls_banks = load_fit(state, config.concepts)
     t_concepts = time.perf_counter() - t0
@@ -342,8 +343,9 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
     )
 
     t0 = time.perf_counter()
-    for kind in phases(config.concepts, "calibrating", config.progress):
-        calibrate(exp, kind)
+    with world.solo():
+        for kind in phases(config.concepts, "calibrating", config.progress):
+            calibrate(exp, kind)
     t_calibrate = time.perf_counter() - t0
 
     timing = {
@@ -357,7 +359,8 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
         exp.prompt_pred = prompt.predict([ds.texts[i] for i in idx["test"]])
         timing["prompt"] = time.perf_counter() - t0
     exp.timing = {**timing, "total": time.perf_counter() - t_start}
-    exp.results = build_results(exp, n_train=len(idx["train"]), token_sample=sample)
+    with world.solo():
+        exp.results = build_results(exp, n_train=len(idx["train"]), token_sample=sample)
     return exp
 
 

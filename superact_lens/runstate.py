@@ -30,7 +30,8 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -112,13 +113,20 @@ def run_document(config: Any, fingerprint: str) -> dict[str, Any]:
 
 @dataclass
 class World:
-    """This process's place among the run's processes (rank 0 of 1 when alone)."""
+    """This process's place among the run's processes (rank 0 of 1 when alone).
+
+    ``solo_threads``: torch threads for what rank 0 does alone while the others
+    wait (concept fitting, calibration): the thread count of a 1-process run, so
+    that BLAS reductions, and so the fitted banks, are the same bit for bit
+    (streaming is not sensitive to it). None leaves the count as it is.
+    """
 
     rank: int = 0
     size: int = 1
+    solo_threads: int | None = None
 
     @classmethod
-    def from_env(cls, device: str = "cpu") -> World:
+    def from_env(cls, device: str = "cpu", solo_threads: int | None = None) -> World:
         """Join the process group that ``RANK``/``WORLD_SIZE`` describe (torchrun or
         ``superact run --nproc``): gloo on CPU, NCCL on CUDA."""
         size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -127,11 +135,24 @@ class World:
         if not dist.is_initialized():
             backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
             dist.init_process_group(backend)
-        return cls(dist.get_rank(), dist.get_world_size())
+        return cls(dist.get_rank(), dist.get_world_size(), solo_threads)
 
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()
+
+    @contextmanager
+    def solo(self) -> Iterator[None]:
+        """Run the body with ``solo_threads`` torch threads (see the class)."""
+        if self.solo_threads is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.solo_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 def _fail_hook() -> Callable[[], None]:

@@ -282,7 +282,9 @@ def _write_outputs(exp: Experiment, out: Path, args: argparse.Namespace) -> None
     print(f"detectors: {detectors}{os.sep}<concept type>")
 
 
-def _rank_main(args: argparse.Namespace, out: Path, state: RunState | None) -> None:
+def _rank_main(
+    args: argparse.Namespace, out: Path, state: RunState | None, solo_threads: int | None = None
+) -> None:
     """This process's part of the run (all of it when alone); rank 0 writes the outputs."""
     import torch.distributed as dist
 
@@ -290,7 +292,7 @@ def _rank_main(args: argparse.Namespace, out: Path, state: RunState | None) -> N
     from superact_lens.runstate import RunState, World
 
     config = _config(args)
-    world = World.from_env(config.device)
+    world = World.from_env(config.device, solo_threads)
     if state is None:  # under torchrun: rank 0 checks --out, the others wait for it
         if world.rank == 0:
             state = _claim(out, config, args.overwrite)
@@ -311,8 +313,13 @@ def _rank_main(args: argparse.Namespace, out: Path, state: RunState | None) -> N
             dist.destroy_process_group()
 
 
-def _spawned(rank: int, args: argparse.Namespace, nproc: int, port: int, out: Path) -> None:
-    """Entry point of a process started by ``--nproc`` (torchrun's environment)."""
+def _spawned(
+    rank: int, args: argparse.Namespace, nproc: int, port: int, out: Path, threads: int
+) -> None:
+    """Entry point of a process started by ``--nproc`` (torchrun's environment).
+
+    Each rank streams with its share of the cores; rank 0 fits and calibrates with
+    ``threads``, the count of a 1-process run (same floating-point reductions)."""
     import torch
 
     from superact_lens.runstate import RunState
@@ -326,7 +333,7 @@ def _spawned(rank: int, args: argparse.Namespace, nproc: int, port: int, out: Pa
     )
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
     _log_warnings()
-    _rank_main(args, out, RunState(out / ".superact"))
+    _rank_main(args, out, RunState(out / ".superact"), solo_threads=threads)
 
 
 def _free_port() -> int:
@@ -351,7 +358,9 @@ def run(args: argparse.Namespace) -> int:
         if args.nproc == 1:
             _rank_main(args, out, state)
         else:
+            import torch
             import torch.multiprocessing as mp
 
-            mp.spawn(_spawned, args=(args, args.nproc, _free_port(), out), nprocs=args.nproc)
+            spawn_args = (args, args.nproc, _free_port(), out, torch.get_num_threads())
+            mp.spawn(_spawned, args=spawn_args, nprocs=args.nproc)
     return 0
