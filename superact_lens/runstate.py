@@ -215,6 +215,12 @@ class RunState:
             for tmp in sub.glob("*.tmp"):
                 tmp.unlink(missing_ok=True)
 
+    def finish(self) -> None:
+        """Remove the streamed state once the outputs are written (keep ``run.json``,
+        so the same command on this ``--out`` is still recognised)."""
+        for sub in (self.pass1, self.fit, self.pass2):
+            shutil.rmtree(sub, ignore_errors=True)
+
     # ----------------------------------------------------------------- pass 1
     def chunk_path(self, pass_dir: Path, j: int) -> Path:
         return pass_dir / f"chunk-{j:05d}"

@@ -3,7 +3,7 @@
 Bad input (an ``InputError``) is one line on stderr and status 2; bad arguments
 get argparse's usage and status 2; a bug anywhere else keeps its traceback and
 exits 1; Ctrl-C exits 130. Internal errors are injected by replacing
-``run_experiment`` before ``main`` runs.
+``pipeline.run_rank`` (what ``superact run`` calls) before ``main`` runs.
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ def test_bad_arguments_get_argparse_usage_and_status_2():
 def test_internal_error_keeps_its_traceback_and_status_1(tmp_path, error):
     """A ValueError from our own code (not an InputError) is a bug, not the user's fault."""
     patch = f"""
-    def run_experiment(config):
+    def run_rank(config, state, world):
         raise {error}("injected internal failure")
-    pipeline.run_experiment = run_experiment
+    pipeline.run_rank = run_rank
     """
     code, err = _run(_run_args(tmp_path), patch)
     assert code == 1, err
@@ -84,10 +84,10 @@ def test_ctrl_c_exits_130(tmp_path):
     """A real SIGINT while the run is under way."""
     patch = """
     import time
-    def run_experiment(config):
+    def run_rank(config, state, world):
         print("running", flush=True)
         time.sleep(60)
-    pipeline.run_experiment = run_experiment
+    pipeline.run_rank = run_rank
     """
     proc = _superact(_run_args(tmp_path), patch)
     try:

@@ -70,7 +70,7 @@ def test_a_run_stopped_after_k_chunks_resumes_to_the_same_results(setup, tmp_pat
     monkeypatch.delenv(FAIL_ENV)
     assert main(argv(model, data, out)) == 0
     assert results(out) == whole
-    assert not list(state.glob("*/*.tmp"))
+    assert [p.name for p in state.iterdir()] == ["run.json"]  # the chunks are removed
 
 
 def test_the_same_command_again_rewrites_and_a_different_one_is_refused(setup, tmp_path, capsys):
@@ -78,7 +78,7 @@ def test_the_same_command_again_rewrites_and_a_different_one_is_refused(setup, t
     out = tmp_path / "out"
     shutil.copytree(done, out)
     (out / "results.json").unlink()
-    assert main(argv(model, data, out)) == 0  # every chunk is committed: no streaming
+    assert main(argv(model, data, out)) == 0  # the finished run kept only run.json
     assert results(out) == whole
     code = main([*argv(model, data, out), "--seed", "1"])
     assert code != 0

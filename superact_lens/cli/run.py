@@ -308,6 +308,7 @@ def _rank_main(
         exp = run_rank(config, state, world)
         if exp is not None:
             _write_outputs(exp, out, args)
+            state.finish()
     finally:
         if world.size > 1 and dist.is_initialized():
             dist.destroy_process_group()
