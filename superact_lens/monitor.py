@@ -203,9 +203,16 @@ class ConceptMonitor:
             [self.detector.threshold_of(c) for c in range(n_c)], dtype=dtype, device=device
         )
         self._special_ids = torch.tensor(self._special, dtype=torch.long, device=device)
-        self._concepts_at = {
-            layer: self.detector.concepts_at(layer) for layer in self.detector.layers
+        # Per-step work reads only these (no tensor-to-int conversions in the hot path).
+        self._layers = self.detector.layers
+        self._concepts_at = {layer: self.detector.concepts_at(layer) for layer in self._layers}
+        self._columns_at = {
+            layer: torch.tensor(
+                [self.detector.column_of(c) for c in concepts], dtype=torch.long, device=device
+            )
+            for layer, concepts in self._concepts_at.items()
         }
+        self._threshold_list = [self.detector.threshold_of(c) for c in range(n_c)]
         top_module, sites = residual_sites(self.lens, self.detector.layers)
         try:
             self._hooks.add(
@@ -275,7 +282,7 @@ class ConceptMonitor:
         self._ids.append(new)
         self._width = start + new.shape[1]
         self._step_index = step
-        self._step = _Step(skip, columns, new, positions, valid, scores, set(self.detector.layers))
+        self._step = _Step(skip, columns, new, positions, valid, scores, set(self._layers))
 
     def _continues(self, ids: Tensor) -> bool:
         """Whether ``ids`` is the live generation's sequence plus new tokens (no cache)."""
@@ -306,7 +313,8 @@ class ConceptMonitor:
         step.layers_left.discard(layer)
         concepts = self._concepts_at[layer]
         with torch.no_grad():
-            scores = self.detector.concept_scores(resid[:, step.skip :], layer, self._projector)
+            # = detector.concept_scores(..., layer), with the column index built once
+            scores = self._projector(resid[:, step.skip :], layer)[..., self._columns_at[layer]]
             step.scores[:, :, concepts] = scores.to(step.scores.device)
         if not step.layers_left:
             self._finish(step)
@@ -323,17 +331,19 @@ class ConceptMonitor:
             return
         values = scores[fired].tolist()
         names = self.detector.concepts
+        columns, positions = step.columns.tolist(), step.positions.tolist()
+        token_ids = step.token_ids.tolist()
         for (row, j, c), value in zip(hits, values, strict=True):
             event = ConceptEvent(
                 generation=self._generation,
                 step=self._step_index,
                 row=row,
-                column=int(step.columns[j]),
-                position=int(step.positions[row, j]),
-                token_id=int(step.token_ids[row, j]),
+                column=columns[j],
+                position=positions[row][j],
+                token_id=token_ids[row][j],
                 concept=names[c],
                 score=value,
-                threshold=self.detector.threshold_of(c),
+                threshold=self._threshold_list[c],
             )
             self.events.append(event)
             self._fired[row].add(event.concept)
