@@ -59,6 +59,7 @@ from superact_lens.runstate import (
 from superact_lens.scores import TokenScores
 from superact_lens.sinks import ProjectionSink, TokenCollector
 from superact_lens.sinks.token_sample import TokenSample
+from superact_lens.vision.masks import ImageRunData, is_image_folder, prepare_images
 
 __all__ = [
     "ALL_METHODS",
@@ -154,7 +155,7 @@ class Experiment:
 
     config: RunConfig
     lens: ConceptLens
-    dataset: TextDataset
+    dataset: TextDataset | ImageRunData
     layers: list[int]
     normalizer: Normalizer
     banks: dict[str, ConceptBank]
@@ -169,7 +170,11 @@ class Experiment:
     notes: list[str] = field(default_factory=list)
 
     def tokens_of(self, row: int) -> list[str]:
-        """The content tokens of dataset row ``row`` as strings (TokenScores order)."""
+        """The content tokens of dataset row ``row`` as strings (TokenScores order);
+        for an image, its content patches as ``"row,col"``."""
+        if self.lens.is_vision:
+            rc = self.lens.content_patches([self.dataset.texts[row]])[0]
+            return [f"{r},{c}" for r, c in rc.tolist()]
         batch = self.lens.tokenize([self.dataset.texts[row]])
         ids = batch.input_ids[0][batch.content_mask[0]].tolist()
         return list(self.lens.tokenizer.convert_ids_to_tokens(ids))
@@ -207,9 +212,14 @@ def prepare(
     config: RunConfig,
 ) -> tuple[ConceptLens, TextDataset, list[int], list[Tensor], PromptDetector | None]:
     """Load model and dataset, resolve layers, map concept spans to token masks, and
-    set up the prompting baseline (None unless ``"prompt"`` is among the methods)."""
+    set up the prompting baseline (None unless ``"prompt"`` is among the methods).
+    An image folder gets patch masks instead (``vision.masks.prepare_images``)."""
+    if is_image_folder(config.dataset):
+        return prepare_images(config)
     dataset = load_dataset(config.dataset, seed=config.seed)
     lens, prompt = _open_model(config, list(dataset.concepts))
+    if lens.is_vision:
+        raise InputError(f"--model {config.model!r} takes images; --dataset holds texts")
     layers = lens.resolve_layers(config.layers)
     offsets = lens.content_offsets(dataset.texts)
     masks = token_masks(dataset, offsets)

@@ -220,6 +220,8 @@ def write_detectors(exp: Experiment, out: Path, command: str) -> Path:
         "method": "superact",
         "superact_lens_version": superact_lens.__version__,
     }
+    if exp.lens.image_encoder is not None:  # detect must fit images as this run did
+        provenance["letterbox"] = exp.lens.image_encoder.letterbox
     dest = out / "detectors"
     tmp = Path(tempfile.mkdtemp(prefix=".detectors.", dir=out))
     try:
@@ -262,10 +264,10 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 def _claim(out: Path, config: RunConfig, overwrite: bool) -> RunState:
     """Check ``out`` against this command (run.json) and start or resume its state."""
-    from superact_lens.data import load_dataset
     from superact_lens.runstate import RunState, dataset_fingerprint, run_document
+    from superact_lens.vision.masks import load_run_dataset
 
-    ds = load_dataset(config.dataset, seed=config.seed)
+    ds = load_run_dataset(config.dataset, seed=config.seed)  # a text or an image folder
     return RunState.claim(out, run_document(config, dataset_fingerprint(ds)), overwrite)
 
 
