@@ -78,3 +78,29 @@ def test_monitor_notebook_on_gemma(tmp_path, monkeypatch):
     monkeypatch.setenv("SUPERACT_NOTEBOOK_MODEL", "gemma-270m")
     nb, findings = run_notebook(NOTEBOOKS / "03_monitor.ipynb", tmp_path, timeout=1800)
     check_monitor_findings(findings, "gemma-270m")
+
+
+def check_images_findings(findings: dict, scale: str) -> None:
+    """What notebook 04 states: patch masks have one row per scored patch, detect's
+    `present` is the detector's rule, and every method has a weighted F1 in [0, 1];
+    the SuperActivator-on-object share and the object-patch share are fractions."""
+    assert findings["scale"] == scale
+    assert findings["masks_match_lens"] is True
+    assert findings["detect_matches_predict"] is True
+    assert findings["n_test"] > 0
+    f1 = findings["weighted_f1"]
+    assert {"superact", "superact_fixed", "cls", "mean", "last", "random", "max"} <= set(f1)
+    assert all(0.0 <= v <= 1.0 for v in f1.values()), f1
+    assert 0.0 < findings["object_patch_share"] < 1.0
+    assert 0.0 <= findings["superactivators_on_object"] <= 1.0
+
+
+def test_images_notebook_tiny(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUPERACT_NOTEBOOK_SCALE", "tiny")
+    monkeypatch.delenv("SUPERACT_NOTEBOOK_CLEVR", raising=False)
+    monkeypatch.delenv("SUPERACT_NOTEBOOK_VIT", raising=False)
+    nb, findings = run_notebook(NOTEBOOKS / "04_images.ipynb", tmp_path)
+    pngs = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(pngs) == 2, "the scenes and the SuperActivator overlays were not shown"
+    assert (tmp_path / "detector-linsep" / "detector.json").is_file()
+    check_images_findings(findings, "tiny")
