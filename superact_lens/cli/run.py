@@ -116,7 +116,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dataset",
         default="wordnet-supersenses",
-        help="a dataset folder (metadata.csv + texts) or a shipped dataset name",
+        help="a dataset folder (metadata.csv + texts, or + images: image_path column, with "
+        "a vision transformer as --model) or a shipped dataset name",
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
