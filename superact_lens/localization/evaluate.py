@@ -31,6 +31,7 @@ from tqdm import tqdm
 from superact_lens.errors import InputError
 
 from .api import Localizer
+from .forward import unit_labels
 from .methods import METHODS
 from .metrics import auroc, best_f1, bootstrap_mean, curve_area, insertion_deletion
 from .targets import TARGETS
@@ -142,7 +143,6 @@ def evaluate_cases(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InputError(f"--methods: unknown method(s) {unknown}; choose from {METHODS}")
-    tokenizer = localizer.lens.tokenizer
     bar = tqdm(
         total=len(cases) * len(targets) * len(methods),
         desc="localize: attributions",
@@ -156,7 +156,7 @@ def evaluate_cases(
             if len(case.mask) != problem.n_tokens:
                 raise RuntimeError(f"row {case.row}: token mask and tokenisation disagree")
             if k < keep_maps:
-                case.tokens = list(tokenizer.convert_ids_to_tokens(problem.token_ids))
+                case.tokens = unit_labels(localizer.lens, problem.batch)
                 case.superactivators = sa.tolist()
             for target in targets:
                 localizer.set_target(problem, case.concept, target, sa)

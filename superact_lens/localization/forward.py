@@ -41,7 +41,7 @@ from superact_lens.adapters.tokenize import TokenBatch
 from superact_lens.adapters.transformer_lens import _shadow
 from superact_lens.errors import InputError, InputTypeError
 
-__all__ = ["TruncatedForward"]
+__all__ = ["TruncatedForward", "unit_labels"]
 
 _EMBED_NAMES = ("embed_tokens", "word_embeddings", "wte", "embed", "tok_embeddings")
 _INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids", "position_ids"]
@@ -192,3 +192,12 @@ class TruncatedForward:
 def _block_points(blocks: list[nn.Module]) -> list[tuple[nn.Module, str]]:
     """Layer 0 = input of block 0 (pre-hook); layer i = output of block i-1."""
     return [(blocks[0], "pre"), *((b, "post") for b in blocks)]
+
+
+def unit_labels(lens: Any, batch: Any) -> list[str]:
+    """Names of the attribution units of a one-row batch: its content tokens as the
+    tokenizer spells them, or (image model) its content patches as ``"row,col"``."""
+    if getattr(lens, "is_vision", False):
+        return [f"{r},{c}" for r, c in batch.content_patches()[0].tolist()]
+    ids = batch.input_ids[0][batch.content_mask[0]].tolist()
+    return list(lens.tokenizer.convert_ids_to_tokens(ids))
