@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
@@ -85,22 +85,35 @@ def _lines(stream: TextIO) -> Iterator[str]:
         yield line.rstrip("\r\n")
 
 
-def _open_texts(args: argparse.Namespace, stack: ExitStack) -> tuple[Any, int | None]:
-    """The texts as an iterable (lazy for files and stdin) and their number if known."""
-    if args.text is not None:
-        return list(args.text), len(args.text)
+def _open_inputs(
+    args: argparse.Namespace,
+    stack: ExitStack,
+    given: list[str] | None,
+    read: Callable[[TextIO], Iterator[str]],
+    count: bool,
+) -> tuple[Any, int | None]:
+    """The inputs as an iterable (lazy for files and stdin) and their number if known.
+
+    ``given`` are the ones on the command line (``--text`` / ``--image``); otherwise
+    ``read`` yields them from ``--file`` or stdin, and with ``count`` the file's lines
+    are counted first (for the progress bar).
+    """
+    if given is not None:
+        return list(given), len(given)
     if args.file is None or args.file == "-":
-        return _lines(sys.stdin), None
+        return read(sys.stdin), None
     path = Path(args.file)
     if not path.is_file():
         raise InputFileNotFoundError(f"--file {path}: no such file")
-    with path.open("rb") as fh:
-        total = sum(1 for _ in fh)
+    total = None
+    if count:
+        with path.open("rb") as fh:
+            total = sum(1 for _ in fh)
     try:
         handle = stack.enter_context(path.open(encoding="utf-8"))
     except OSError as err:
         raise InputError(f"--file {path}: cannot read it ({err.strerror or err})") from None
-    return _lines(handle), total
+    return read(handle), total
 
 
 def _fmt(x: float | None) -> str:
@@ -111,8 +124,27 @@ def format_record(record: dict[str, Any], show_all: bool = False) -> str:
     """The plain-text block of one record: the text, then one line per concept that
     fires (every selected concept with ``show_all``) with its SuperActivator tokens."""
     text = record["text"] if len(record["text"]) <= 100 else record["text"][:97] + "..."
-    lines = [f"[{record['index']}] {text}"]
-    lines.append("  present: " + (", ".join(record["present"]) or "none"))
+    return _record_block(
+        f"[{record['index']}] {text}",
+        record,
+        show_all,
+        lambda tops: ", ".join(
+            f"{t['token'].strip() or repr(t['token'])}@{t['position']} {_fmt(t['score'])}"
+            for t in tops
+        ),
+    )
+
+
+def _record_block(
+    head: str,
+    record: dict[str, Any],
+    show_all: bool,
+    tops_text: Callable[[list[dict[str, Any]]], str],
+) -> str:
+    """``head``, the concepts present, then one line per concept that fires (every
+    selected one with ``show_all``): score against threshold, layer, and
+    ``tops_text`` of its SuperActivators (tokens or patches)."""
+    lines = [head, "  present: " + (", ".join(record["present"]) or "none")]
     for name, c in record["concepts"].items():
         if not (c["present"] or show_all):
             continue
@@ -122,10 +154,7 @@ def format_record(record: dict[str, Any], show_all: bool = False) -> str:
             f" (layer {c['layer']})"
         )
         if c["superactivators"]:
-            line += "  " + ", ".join(
-                f"{t['token'].strip() or repr(t['token'])}@{t['position']} {_fmt(t['score'])}"
-                for t in c["superactivators"]
-            )
+            line += "  " + tops_text(c["superactivators"])
         lines.append(line)
     return "\n".join(lines)
 
@@ -145,8 +174,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from superact_lens.detection.apply import iter_detect, select_concepts
     from superact_lens.detection.artefact import ConceptDetector
     from superact_lens.lens import ConceptLens
@@ -186,58 +213,113 @@ def _run(args: argparse.Namespace) -> int:
             "--file or -"
         )
 
+    html_records, n_seen = _emit(
+        args,
+        detector,
+        lens,
+        concepts,
+        detect=iter_detect,
+        fmt=format_record,
+        given=args.text,
+        read=_lines,
+        count=True,
+        unit="text",
+        scores_key="token_scores",
+        chunk=_CHUNK,
+    )
+    if args.html is not None:
+        from superact_lens.plots.token_page import write_detect_page
+
+        _write_page(args, detector, html_records, n_seen, "texts", write_detect_page)
+    return 0
+
+
+def _emit(
+    args: argparse.Namespace,
+    detector: Any,
+    lens: Any,
+    concepts: list[str] | None,
+    *,
+    detect: Callable[..., Iterable[dict[str, Any]]],
+    fmt: Callable[..., str],
+    given: list[str] | None,
+    read: Callable[[TextIO], Iterator[str]],
+    count: bool,
+    unit: str,
+    scores_key: str,
+    chunk: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """Detect on the inputs and print each record as it comes: a JSON line with
+    ``--json``, else ``fmt``'s block (every selected concept when ``--concepts``).
+
+    The inputs are ``given`` or read from ``--file`` / stdin (:func:`_open_inputs`);
+    ``detect`` (``iter_detect`` or ``iter_detect_images``) yields their records in
+    input order, ``chunk`` inputs at a time, and output is flushed every ``chunk``
+    records, so a chunk's lines are out before the next chunk is read. The
+    per-position scores (``scores_key``, also ``detect``'s keyword) are asked for by
+    ``--html`` and printed only with ``--token-scores``. Returns the first
+    ``--html-max`` records (with their scores, for the page) and how many there were.
+    """
+    from tqdm import tqdm
+
     html_records: list[dict[str, Any]] = []
     n_seen = 0
     with ExitStack() as stack:
-        texts, total = _open_texts(args, stack)
+        inputs, total = _open_inputs(args, stack, given, read, count)
         bar = stack.enter_context(
-            tqdm(total=total, disable=args.quiet, file=sys.stderr, unit="text", leave=False)
+            tqdm(total=total, disable=args.quiet, file=sys.stderr, unit=unit, leave=False)
         )
-        records = iter_detect(
+        records = detect(
             detector,
             lens,
-            texts,
+            inputs,
             concepts=concepts,
             top_k=args.top,
-            token_scores=args.token_scores or args.html is not None,
             batch_size=args.batch_size,
-            chunk_size=_CHUNK,
+            chunk_size=chunk,
             on_batch=bar.update,
+            **{scores_key: args.token_scores or args.html is not None},
         )
         for record in records:
             n_seen += 1
             if args.html is not None and len(html_records) < args.html_max:
                 html_records.append(record)
             if not args.token_scores and args.html is not None:
-                record = _without_token_scores(record)
+                record = _without(record, scores_key)
             if args.json:
                 sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
             else:
-                sys.stdout.write(format_record(record, show_all=concepts is not None) + "\n\n")
-            if n_seen % _CHUNK == 0:
+                sys.stdout.write(fmt(record, show_all=concepts is not None) + "\n\n")
+            if n_seen % chunk == 0:
                 sys.stdout.flush()
         sys.stdout.flush()
-    if args.html is not None:
-        _write_html(args, detector, html_records, n_seen)
-    return 0
+    return html_records, n_seen
 
 
-def _without_token_scores(record: dict[str, Any]) -> dict[str, Any]:
+def _without(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """``record`` without each concept's ``key`` entry."""
     concepts = {
-        name: {k: v for k, v in entry.items() if k != "token_scores"}
+        name: {k: v for k, v in entry.items() if k != key}
         for name, entry in record["concepts"].items()
     }
     return {**record, "concepts": concepts}
 
 
-def _write_html(args: argparse.Namespace, detector: Any, records: list, n_seen: int) -> None:
-    from superact_lens.plots.token_page import write_detect_page
-
+def _write_page(
+    args: argparse.Namespace,
+    detector: Any,
+    records: list[dict[str, Any]],
+    n_seen: int,
+    unit: str,
+    write: Callable[..., Any],
+) -> None:
+    """Write the ``--html`` page of ``records`` with ``write(records, path, title=...)``,
+    saying on stderr when ``--html-max`` left some of the ``n_seen`` inputs off."""
     if n_seen > len(records):
         print(
-            f"superact: --html page shows the first {len(records)} of {n_seen} texts (--html-max)",
+            f"superact: --html page shows the first {len(records)} of {n_seen} {unit} (--html-max)",
             file=sys.stderr,
         )
     title = f"superact detect: {detector.concept_type} concepts on {detector.model.name}"
-    write_detect_page(records, Path(args.html), title=title)
+    write(records, Path(args.html), title=title)
     print(f"superact: wrote {args.html}", file=sys.stderr)

@@ -135,6 +135,25 @@ def test_detect_cli_takes_images_from_args_and_file(run_out, scenes, tmp_path, c
     assert out.count("present:") == 3 and paths[2] in out
 
 
+def test_detect_cli_json_keeps_non_ascii_paths_and_html_max_caps_the_page(
+    run_out, scenes, tmp_path, capsys
+):
+    """As for text: JSON lines are UTF-8 (ensure_ascii=False), so a path prints as given;
+    --html-max keeps the first images on the page and says how many were left off."""
+    first = scenes / load_image_run_data(scenes).texts[0]
+    odd = tmp_path / "scène-ü.png"
+    odd.write_bytes(first.read_bytes())
+    page = tmp_path / "page.html"
+    argv = ["detect", "--detector", str(run_out / "detectors" / "linsep"), "--quiet", "--json"]
+    argv += ["--image", str(odd), str(first), "--html", str(page), "--html-max", "1"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "scène-ü.png" in out
+    assert [json.loads(x)["image"] for x in out.splitlines()] == [str(odd), str(first)]
+    assert "--html page shows the first 1 of 2 images (--html-max)" in err
+    assert page.read_text().count("data:image/png;base64,") == 1 * 6
+
+
 def test_detect_cli_bad_image_input_names_the_file(run_out, tmp_path, capsys):
     detector = str(run_out / "detectors" / "linsep")
     fake = tmp_path / "not-an-image.png"
