@@ -7,7 +7,10 @@ spans ``(start, end, concept_index)`` into the stripped text (half-open).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
@@ -32,8 +35,71 @@ class DatasetError(InputError):
         super().__init__(head + "\n  " + "\n  ".join(self.problems))
 
 
+_S = TypeVar("_S", bound="_Samples")
+
+
+class _Samples:
+    """What text and image datasets share: ``labels bool [n, C]``, ``splits str [n]``
+    and per-sample fields (``_PER_SAMPLE``, one entry per sample each), selected
+    together by index or split.
+    """
+
+    _PER_SAMPLE: ClassVar[tuple[str, ...]]  # the first one defines ``n``
+    concepts: list[str]
+    labels: np.ndarray
+    splits: np.ndarray
+    meta: dict
+
+    def _check_samples(self) -> None:
+        """Coerce ``labels`` and ``splits`` to arrays and check every shape against ``n``."""
+        self.labels = np.asarray(self.labels, dtype=bool)
+        self.splits = np.asarray(self.splits, dtype=str)
+        n, n_concepts = len(getattr(self, self._PER_SAMPLE[0])), len(self.concepts)
+        if self.labels.shape != (n, n_concepts):
+            raise InputError(f"labels: expected shape ({n}, {n_concepts}), got {self.labels.shape}")
+        for attr in self._PER_SAMPLE[1:]:
+            if len(getattr(self, attr)) != n:
+                raise InputError(f"{attr}: expected {n} entries, got {len(getattr(self, attr))}")
+        if self.splits.shape != (n,):
+            raise InputError(f"splits: expected shape ({n},), got {self.splits.shape}")
+        bad = sorted(set(self.splits.tolist()) - set(SPLITS))
+        if bad:
+            raise InputError(f"splits: unknown split name(s) {bad}; expected one of {SPLITS}")
+
+    def __len__(self) -> int:
+        return len(getattr(self, self._PER_SAMPLE[0]))
+
+    @property
+    def n_concepts(self) -> int:
+        """Number of concepts ``C``."""
+        return len(self.concepts)
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Indices (int array, ascending) of the samples in ``split``."""
+        if split not in SPLITS:
+            raise InputError(f"split: expected one of {SPLITS}, got {split!r}")
+        return np.flatnonzero(self.splits == split)
+
+    def select(self: _S, indices: np.ndarray | list[int]) -> _S:
+        """A new dataset with the samples at ``indices``, in that order."""
+        idx = [int(i) for i in np.asarray(indices, dtype=int).ravel()]
+        per_sample = {f: [copy.copy(getattr(self, f)[i]) for i in idx] for f in self._PER_SAMPLE}
+        return dataclasses.replace(  # type: ignore[type-var]  # the subclasses are dataclasses
+            self,
+            concepts=list(self.concepts),
+            labels=self.labels[idx],
+            splits=self.splits[idx],
+            meta=dict(self.meta),
+            **per_sample,
+        )
+
+    def subset(self: _S, split: str) -> _S:
+        """The samples of one split (``"train"``, ``"cal"`` or ``"test"``), order kept."""
+        return self.select(self.split_indices(split))
+
+
 @dataclass
-class TextDataset:
+class TextDataset(_Samples):
     """Texts with sample-level concept labels and character-level concept spans.
 
     Attributes:
@@ -58,20 +124,11 @@ class TextDataset:
     paths: list[str]
     meta: dict = field(default_factory=dict)
 
+    _PER_SAMPLE = ("texts", "spans", "paths")
+
     def __post_init__(self) -> None:
-        self.labels = np.asarray(self.labels, dtype=bool)
-        self.splits = np.asarray(self.splits, dtype=str)
-        n, n_concepts = len(self.texts), len(self.concepts)
-        if self.labels.shape != (n, n_concepts):
-            raise InputError(f"labels: expected shape ({n}, {n_concepts}), got {self.labels.shape}")
-        for attr in ("spans", "paths"):
-            if len(getattr(self, attr)) != n:
-                raise InputError(f"{attr}: expected {n} entries, got {len(getattr(self, attr))}")
-        if self.splits.shape != (n,):
-            raise InputError(f"splits: expected shape ({n},), got {self.splits.shape}")
-        bad = sorted(set(self.splits.tolist()) - set(SPLITS))
-        if bad:
-            raise InputError(f"splits: unknown split name(s) {bad}; expected one of {SPLITS}")
+        self._check_samples()
+        n_concepts = len(self.concepts)
         for i, sample_spans in enumerate(self.spans):
             for start, end, c in sample_spans:
                 if not (0 <= start <= end <= len(self.texts[i]) and 0 <= c < n_concepts):
@@ -79,38 +136,6 @@ class TextDataset:
                         f"spans[{i}]: span ({start}, {end}, {c}) outside the text "
                         f"(length {len(self.texts[i])}) or concept range ({n_concepts})"
                     )
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    @property
-    def n_concepts(self) -> int:
-        """Number of concepts ``C``."""
-        return len(self.concepts)
-
-    def split_indices(self, split: str) -> np.ndarray:
-        """Indices (int array, ascending) of the samples in ``split``."""
-        if split not in SPLITS:
-            raise InputError(f"split: expected one of {SPLITS}, got {split!r}")
-        return np.flatnonzero(self.splits == split)
-
-    def select(self, indices: np.ndarray | list[int]) -> TextDataset:
-        """A new dataset with the samples at ``indices``, in that order."""
-        idx = [int(i) for i in np.asarray(indices, dtype=int).ravel()]
-        return TextDataset(
-            name=self.name,
-            concepts=list(self.concepts),
-            texts=[self.texts[i] for i in idx],
-            labels=self.labels[idx],
-            spans=[list(self.spans[i]) for i in idx],
-            splits=self.splits[idx],
-            paths=[self.paths[i] for i in idx],
-            meta=dict(self.meta),
-        )
-
-    def subset(self, split: str) -> TextDataset:
-        """The samples of one split (``"train"``, ``"cal"`` or ``"test"``), order kept."""
-        return self.select(self.split_indices(split))
 
     def concept_spans(self, concept: int | str) -> list[list[tuple[int, int]]]:
         """Per sample, the ``(start, end)`` spans of one concept (by index or name)."""

@@ -28,7 +28,7 @@ import numpy as np
 from jaxtyping import Bool
 from PIL import Image, UnidentifiedImageError
 
-from superact_lens.data.dataset import SPLITS, DatasetError
+from superact_lens.data.dataset import SPLITS, DatasetError, _Samples
 from superact_lens.data.folder import (
     RESERVED,
     _concept_columns,
@@ -53,7 +53,7 @@ _IMAGE_ERRORS = (
 
 
 @dataclass
-class ImageDataset:
+class ImageDataset(_Samples):
     """Images with sample-level concept labels and per-concept pixel masks on disk.
 
     Attributes:
@@ -77,50 +77,10 @@ class ImageDataset:
     meta: dict = field(default_factory=dict)
     read_bytes: Callable[[str], bytes] | None = field(default=None, repr=False)
 
+    _PER_SAMPLE = ("paths", "sizes", "mask_paths")
+
     def __post_init__(self) -> None:
-        self.labels = np.asarray(self.labels, dtype=bool)
-        self.splits = np.asarray(self.splits, dtype=str)
-        n, n_concepts = len(self.paths), len(self.concepts)
-        if self.labels.shape != (n, n_concepts):
-            raise InputError(f"labels: expected shape ({n}, {n_concepts}), got {self.labels.shape}")
-        for attr in ("sizes", "mask_paths"):
-            if len(getattr(self, attr)) != n:
-                raise InputError(f"{attr}: expected {n} entries, got {len(getattr(self, attr))}")
-        if self.splits.shape != (n,) or not set(self.splits.tolist()) <= set(SPLITS):
-            raise InputError(f"splits: expected {n} names from {SPLITS}")
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def n_concepts(self) -> int:
-        """Number of concepts ``C``."""
-        return len(self.concepts)
-
-    def split_indices(self, split: str) -> np.ndarray:
-        """Indices (int array, ascending) of the images in ``split``."""
-        if split not in SPLITS:
-            raise InputError(f"split: expected one of {SPLITS}, got {split!r}")
-        return np.flatnonzero(self.splits == split)
-
-    def select(self, indices: np.ndarray | list[int]) -> ImageDataset:
-        """A new dataset with the images at ``indices``, in that order."""
-        idx = [int(i) for i in np.asarray(indices, dtype=int).ravel()]
-        return ImageDataset(
-            self.name,
-            list(self.concepts),
-            [self.paths[i] for i in idx],
-            self.labels[idx],
-            self.splits[idx],
-            [self.sizes[i] for i in idx],
-            [dict(self.mask_paths[i]) for i in idx],
-            dict(self.meta),
-            self.read_bytes,
-        )
-
-    def subset(self, split: str) -> ImageDataset:
-        """The images of one split, order kept."""
-        return self.select(self.split_indices(split))
+        self._check_samples()
 
     def _open(self, rel: str) -> Image.Image:
         if self.read_bytes is None:

@@ -127,6 +127,27 @@ def test_loads_lazily_and_selects(clevr: Path) -> None:
         ds.concept_mask(0, "purple")
 
 
+def test_select_copies_per_image_fields_and_checks_them_as_text_datasets_do(clevr: Path) -> None:
+    """Images and texts share one select/check: the copy's mask dicts are its own, the
+    file reader is kept, and an unknown split name is named (as TextDataset names it)."""
+    ds = read_image_folder(clevr)
+    part = ds.select([2, 0])
+    assert part.paths == [ds.paths[2], ds.paths[0]] and part.sizes == [ds.sizes[2], ds.sizes[0]]
+    assert part.read_bytes is ds.read_bytes and (part.image(1).size == ds.image(0).size)
+    part.mask_paths[1].clear()
+    assert ds.mask_paths[0], "select shared a mask dict with the original"
+    with pytest.raises(InputError, match=r"unknown split name\(s\) \['valid'\]"):
+        type(ds)(
+            ds.name,
+            ds.concepts,
+            ds.paths,
+            ds.labels,
+            ["valid"] * len(ds),
+            ds.sizes,
+            ds.mask_paths,
+        )
+
+
 def test_reads_an_archive(clevr: Path, tmp_path: Path) -> None:
     archive = tmp_path / "clevr.tar.gz"
     with tarfile.open(archive, "w:gz") as tf:
