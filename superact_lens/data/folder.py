@@ -141,6 +141,78 @@ def _concept_columns(header: list[str], rows: list[dict], concepts: Sequence[str
     return found, [] if found else ["no concept column (a column of 0/1 values) found"]
 
 
+def _concept_lookup(
+    header: list[str],
+    rows: list[dict],
+    concepts: Sequence[str] | None,
+    problems: list[str],
+    src_name: str,
+) -> tuple[list[str], dict[str, int]]:
+    """The concept columns and their index by normalised name (:func:`normalize_name`).
+
+    Raises :class:`DatasetError` with ``problems`` (the header's, so far) and the
+    column problems when the header is unusable; a name collision is added to
+    ``problems`` (the rows are still checked).
+    """
+    cols, col_problems = _concept_columns(header, rows, concepts)
+    problems += [f"metadata.csv: {p}" for p in col_problems]
+    if problems:
+        raise DatasetError(problems, src_name)
+    lookup = {normalize_name(c): i for i, c in enumerate(cols)}
+    if len(lookup) < len(cols):
+        problems.append("metadata.csv: concept names collide once case, space, _ and - are ignored")
+    return cols, lookup
+
+
+def _row_labels(
+    row: dict, cols: list[str], has_split: bool, labels: np.ndarray
+) -> tuple[str, list[str]]:
+    """Read one row's 0/1 concept columns into ``labels`` (its row of the label array).
+
+    Returns its split (lower case; ``""`` without a ``split`` column) and its
+    problems, without the row prefix.
+    """
+    problems = []
+    for j, c in enumerate(cols):
+        flag = _parse_flag(row.get(c))
+        if flag is None:
+            problems.append(f"column '{c}': expected 0 or 1, got {row.get(c)!r}")
+        labels[j] = bool(flag)
+    split = (row.get("split") or "").strip().lower() if has_split else ""
+    if has_split and split not in SPLITS:
+        problems.append(f"unknown split {row.get('split')!r} (expected train, cal, test)")
+    return split, problems
+
+
+def _finish_splits(
+    header: list[str],
+    cols: list[str],
+    labels: np.ndarray,
+    splits: list[str],
+    has_split: bool,
+    seed: int,
+    problems: list[str],
+    src_name: str,
+) -> tuple[np.ndarray, dict]:
+    """The split array (the ``split`` column, or :func:`stratified_split` by ``seed``)
+    and the shared ``meta`` entries; raises :class:`DatasetError` with every problem.
+
+    Concept-level checks run even when rows are bad, so one pass reports everything.
+    """
+    split_arr = np.asarray(splits) if has_split else stratified_split(labels, seed)
+    for j, c in enumerate(cols):
+        for s in ("train", "cal"):
+            if not labels[split_arr == s, j].any():
+                problems.append(f"concept '{c}': no positive sample in {s}")
+    if problems:
+        raise DatasetError(problems, src_name)
+    meta = {
+        "split_source": "column" if has_split else f"seed {seed}",
+        "ignored_columns": [h for h in header if h not in RESERVED and h not in cols],
+    }
+    return split_arr, meta
+
+
 def stratified_split(
     labels: np.ndarray, seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
 ) -> np.ndarray:
@@ -195,14 +267,7 @@ def read_dataset_folder(
                 "image datasets (image_path) are read by superact_lens.data.read_image_folder"
             )
         problems.append("metadata.csv: missing column 'text_path'")
-    cols, col_problems = _concept_columns(header, rows, concepts)
-    problems += [f"metadata.csv: {p}" for p in col_problems]
-    if problems:
-        raise DatasetError(problems, src_name)
-
-    lookup = {normalize_name(c): i for i, c in enumerate(cols)}
-    if len(lookup) < len(cols):
-        problems.append("metadata.csv: concept names collide once case, space, _ and - are ignored")
+    cols, lookup = _concept_lookup(header, rows, concepts, problems, src_name)
     has_split = "split" in header
     texts, spans, paths, splits = [], [], [], []
     labels = np.zeros((len(rows), len(cols)), dtype=bool)
@@ -218,14 +283,8 @@ def read_dataset_folder(
             if key in first_row:
                 row_problems.append(f"text_path also listed in row {first_row[key]}")
             first_row.setdefault(key, r)
-        for j, c in enumerate(cols):
-            flag = _parse_flag(row.get(c))
-            if flag is None:
-                row_problems.append(f"column '{c}': expected 0 or 1, got {row.get(c)!r}")
-            labels[r - 1, j] = bool(flag)
-        split = (row.get("split") or "").strip().lower() if has_split else ""
-        if has_split and split not in SPLITS:
-            row_problems.append(f"unknown split {row.get('split')!r} (expected train, cal, test)")
+        split, label_problems = _row_labels(row, cols, has_split, labels[r - 1])
+        row_problems += label_problems
         text, sample_spans = "", []
         if not rel:
             row_problems.append("missing text_path")
@@ -259,19 +318,10 @@ def read_dataset_folder(
         spans.append(sorted(set(sample_spans)))
         paths.append(rel)
         splits.append(split)
-    # concept-level checks run even when rows are bad, so one pass reports everything
-    split_arr = np.asarray(splits) if has_split else stratified_split(labels, seed)
-    for j, c in enumerate(cols):
-        for s in ("train", "cal"):
-            if not labels[split_arr == s, j].any():
-                problems.append(f"concept '{c}': no positive sample in {s}")
-    if problems:
-        raise DatasetError(problems, src_name)
-    meta = {
-        "warnings": warnings,
-        "split_source": "column" if has_split else f"seed {seed}",
-        "ignored_columns": [h for h in header if h not in RESERVED and h not in cols],
-    }
+    split_arr, meta = _finish_splits(
+        header, cols, labels, splits, has_split, seed, problems, src_name
+    )
+    meta = {"warnings": warnings, **meta}
     return TextDataset(src_name, cols, texts, labels, spans, split_arr, paths, meta)
 
 

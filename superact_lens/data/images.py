@@ -28,14 +28,13 @@ import numpy as np
 from jaxtyping import Bool
 from PIL import Image, UnidentifiedImageError
 
-from superact_lens.data.dataset import SPLITS, DatasetError, _Samples
+from superact_lens.data.dataset import _Samples
 from superact_lens.data.folder import (
-    RESERVED,
-    _concept_columns,
+    _concept_lookup,
+    _finish_splits,
     _open_source,
-    _parse_flag,
     _read_metadata,
-    stratified_split,
+    _row_labels,
 )
 from superact_lens.data.patches import content_pixels, fit_mask, patch_masks
 from superact_lens.data.tags import normalize_name
@@ -155,13 +154,7 @@ def read_image_folder(
     problems: list[str] = []
     if "image_path" not in header:
         problems.append("metadata.csv: missing column 'image_path'")
-    cols, col_problems = _concept_columns(header, rows, concepts)
-    problems += [f"metadata.csv: {p}" for p in col_problems]
-    if problems:
-        raise DatasetError(problems, src_name)
-    lookup = {normalize_name(c): i for i, c in enumerate(cols)}
-    if len(lookup) < len(cols):
-        problems.append("metadata.csv: concept names collide once case, space, _ and - are ignored")
+    cols, lookup = _concept_lookup(header, rows, concepts, problems, src_name)
 
     has_split = "split" in header
     labels = np.zeros((len(rows), len(cols)), dtype=bool)
@@ -171,14 +164,8 @@ def read_image_folder(
     for r, row in enumerate(rows, start=1):
         rel = str(PurePosixPath((row.get("image_path") or "").strip().replace("\\", "/")))
         where = f"metadata.csv row {r} (file {rel if rel != '.' else '?'})"
-        for j, c in enumerate(cols):
-            flag = _parse_flag(row.get(c))
-            if flag is None:
-                problems.append(f"{where}: column '{c}': expected 0 or 1, got {row.get(c)!r}")
-            labels[r - 1, j] = bool(flag)
-        split = (row.get("split") or "").strip().lower() if has_split else ""
-        if has_split and split not in SPLITS:
-            problems.append(f"{where}: unknown split {row.get('split')!r} (expected {SPLITS})")
+        split, label_problems = _row_labels(row, cols, has_split, labels[r - 1])
+        problems += [f"{where}: {p}" for p in label_problems]
         size = (0, 0)
         stem = PurePosixPath(rel).stem
         if rel == ".":
@@ -234,17 +221,9 @@ def read_image_folder(
             problems.append(f"{where}: mask has white pixels but column '{cols[c]}' is 0")
         mask_paths[r - 1][c] = rel
 
-    split_arr = np.asarray(splits) if has_split else stratified_split(labels, seed)
-    for j, c in enumerate(cols):
-        for s in ("train", "cal"):
-            if not labels[split_arr == s, j].any():
-                problems.append(f"concept '{c}': no positive sample in {s}")
-    if problems:
-        raise DatasetError(problems, src_name)
-    meta = {
-        "split_source": "column" if has_split else f"seed {seed}",
-        "ignored_columns": [h for h in header if h not in RESERVED and h not in cols],
-    }
+    split_arr, meta = _finish_splits(
+        header, cols, labels, splits, has_split, seed, problems, src_name
+    )
     return ImageDataset(
         src_name, cols, paths, labels, split_arr, sizes, mask_paths, meta, src.read_bytes
     )

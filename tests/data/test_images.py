@@ -229,6 +229,18 @@ def test_duplicate_image_paths_and_stems(folder: Path) -> None:
     assert any("other/00001.jpg" in p and "stem '00001'" in p for p in problems)
 
 
+def test_row_problems_read_as_the_text_reader_words_them(folder: Path) -> None:
+    """One row check for text and image folders: same wording, same order, row prefix."""
+    lines = (folder / "metadata.csv").read_text().splitlines()
+    lines[1] = lines[1].replace("images/00000.png,train,0,", "images/00000.png,valid,maybe,", 1)
+    (folder / "metadata.csv").write_text("\n".join(lines) + "\n")
+    where = "metadata.csv row 1 (file images/00000.png)"
+    assert _problems(folder)[:2] == [
+        f"{where}: column 'red': expected 0 or 1, got 'maybe'",
+        f"{where}: unknown split 'valid' (expected train, cal, test)",
+    ]
+
+
 def test_missing_column_and_bad_split(folder: Path) -> None:
     text = (folder / "metadata.csv").read_text()
     (folder / "metadata.csv").write_text(text.replace(",train,", ",valid,", 1))
