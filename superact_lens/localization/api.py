@@ -2,6 +2,10 @@
 
 >>> attributions = localize(lens, detector, texts, "noun.animal", method="ig", target="local")
 >>> attributions[0]          # one score per content token of texts[0]
+
+With a lens on a vision transformer the inputs are images (paths, PIL images,
+arrays) and the attribution units their content patches, row-major
+(``lens.content_patches(images)`` gives each score's ``(row, col)``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from torch import Tensor
 
 from superact_lens.adapters.tokenize import check_texts
 from superact_lens.errors import InputError, InputTypeError
+from superact_lens.vision.inputs import check_images
 
 from .forward import TruncatedForward
 from .methods import METHODS, AttributionConfig, attribute
@@ -92,19 +97,20 @@ def localize(
     target: str = "local",
     config: AttributionConfig | None = None,
 ) -> list[Float[Tensor, " n_content"]]:
-    """Per-token attributions of ``concept`` on each text (content tokens, stream order).
+    """Per-token attributions of ``concept`` on each text (content tokens, stream order);
+    per-patch attributions on each image when the lens's model is a vision transformer.
 
     Args:
         lens: the :class:`~superact_lens.lens.ConceptLens` of the detector's model.
         detector: a calibrated :class:`~superact_lens.detection.artefact.ConceptDetector`.
-        texts: the texts to explain.
+        texts: the texts to explain (images for an image model).
         concept: a concept name or index of ``detector.concepts``.
         method: one of ``METHODS`` (direct, gradxinput, ig, occlusion, rise, lime, kernelshap).
         target: ``"local"`` (mean of the text's SuperActivator embeddings; every text
             must contain one) or ``"global"`` (the concept vector).
         config: budgets of the methods.
     """
-    texts = check_texts(texts)
+    texts = check_images(texts) if lens.is_vision else check_texts(texts)
     if method not in METHODS:
         raise InputError(f"method: unknown attribution method {method!r}; choose from {METHODS}")
     if target not in TARGETS:

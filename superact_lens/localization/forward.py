@@ -15,6 +15,18 @@ understands, through one code path:
 * a hook after the wanted layer keeps the residual and raises
   :class:`~superact_lens.adapters.base.StopForward`, so the blocks above it never run.
 
+Images (a lens on a vision transformer): the attribution unit is a content patch,
+and the module replaced is the patch embedding (HF ViT ``embeddings.patch_embeddings``,
+CLIP ``embeddings.patch_embedding``; the same module under nnsight and inside a
+TransformerBridge). Its output for the image's pixels is what we pass, reshaped back
+to the module's own layout; [CLS] and the position embeddings are still added after
+it, so a patch keeps its place. ``embed`` returns ``[B, pos, d]`` aligned with the
+residual's positions (zeros at the [CLS] prefix, which is never perturbed), so
+objectives index patches exactly as they index tokens. A removed patch becomes the
+*mean-colour patch*: the patch embedding of pixel values 0 after the processor's
+normalisation, i.e. a patch of the processor's mean colour, the colour letterbox
+padding is filled with (``token_embedding`` returns it).
+
 Layer convention as in the lens: 0 = input of the first block, ``i`` = output of
 block ``i``. Every hook added here is owned and removed in ``finally``. User hooks on
 the model's own modules run (on the bridge fast path, on the Hugging Face modules).
@@ -39,12 +51,14 @@ from superact_lens.adapters.base import (
 )
 from superact_lens.adapters.tokenize import TokenBatch
 from superact_lens.adapters.transformer_lens import _shadow
+from superact_lens.adapters.vision import vision_config
 from superact_lens.errors import InputError, InputTypeError
 
 __all__ = ["TruncatedForward", "unit_labels"]
 
 _EMBED_NAMES = ("embed_tokens", "word_embeddings", "wte", "embed", "tok_embeddings")
 _INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids", "position_ids"]
+_PATCH_NAMES = ("patch_embeddings", "patch_embedding")
 
 
 def _token_embedding(model: nn.Module) -> nn.Module:
@@ -70,6 +84,26 @@ def _token_embedding(model: nn.Module) -> nn.Module:
     )
 
 
+def _patch_embedding(model: nn.Module) -> nn.Module:
+    """The module mapping pixels to patch embeddings (before [CLS] and positions)."""
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in _PATCH_NAMES:
+            return module
+    getter = getattr(model, "get_input_embeddings", None)
+    found = getter() if callable(getter) else None
+    if isinstance(found, nn.Module):
+        return found
+    raise InputTypeError(
+        f"model: cannot find the patch embedding of a {type(model).__name__} "
+        f"(no sub-module named {' or '.join(_PATCH_NAMES)})"
+    )
+
+
+def _as_patches(out: Tensor) -> Float[Tensor, "B n_patches d"]:
+    """A patch embedding's output as ``[B, n_patches, d]`` (a conv gives ``[B, d, h, w]``)."""
+    return out.flatten(2).transpose(1, 2) if out.dim() == 4 else out
+
+
 class TruncatedForward:
     """Run ``lens``'s model from token embeddings up to residual ``layer``, with gradients.
 
@@ -77,7 +111,8 @@ class TruncatedForward:
         lens: a :class:`~superact_lens.lens.ConceptLens` (any adapter).
         layer: residual layer index (``0..n_layers-1``).
 
-    ``embed(batch)`` gives the token embeddings of a tokenised batch;
+    ``embed(batch)`` gives the token embeddings of a tokenised batch (patch
+    embeddings of an image batch, with zeros at the [CLS] prefix);
     ``__call__(batch, embeds)`` the residual ``[B, pos, d_model]`` for ``embeds``
     ``[B, pos, d]`` (a one-row ``batch`` is broadcast to ``B`` rows).
     """
@@ -88,7 +123,10 @@ class TruncatedForward:
         self.lens = lens
         self.layer = layer
         self.runner, self.points, self.accepted, self.positional = self._route(lens.adapter)
-        self.embedding = _token_embedding(self.runner)
+        encoder = getattr(lens, "image_encoder", None)
+        self.is_vision = encoder is not None
+        self.n_prefix = encoder.n_prefix if encoder is not None else 0
+        self.embedding = (_patch_embedding if self.is_vision else _token_embedding)(self.runner)
 
     # --- which module runs, and where each layer is read ------------------------------
     def _route(self, adapter: Any) -> tuple[nn.Module, list[tuple[nn.Module, str]], set, bool]:
@@ -118,19 +156,35 @@ class TruncatedForward:
 
     @staticmethod
     def _accepted(runner: nn.Module) -> set[str]:
-        accepted = accepted_kwargs(runner.forward, _INPUT_NAMES[:3])
+        accepted = accepted_kwargs(runner.forward, [*_INPUT_NAMES[:3], "pixel_values"])
         if takes_mask_positions(runner):
             accepted.add("position_ids")
         return accepted
 
     # --- embeddings --------------------------------------------------------------------
     def embed(self, batch: TokenBatch) -> Float[Tensor, "batch pos d"]:
-        """The token-embedding layer's output for ``batch`` (no gradient)."""
+        """The token-embedding layer's output for ``batch`` (no gradient); for images the
+        patch embeddings ``[B, pos, d]`` with zeros at the prefix positions."""
         with torch.no_grad():
-            return first_tensor(self.embedding(batch.input_ids)).detach()
+            if not self.is_vision:
+                return first_tensor(self.embedding(batch.input_ids)).detach()
+            patches = _as_patches(first_tensor(self.embedding(batch.pixel_values))).detach()
+            prefix = patches.new_zeros(patches.shape[0], self.n_prefix, patches.shape[2])
+            return torch.cat([prefix, patches], dim=1)
 
     def token_embedding(self, token_id: int | None) -> Float[Tensor, " d"]:
-        """The embedding of one token id (zeros when ``token_id`` is None)."""
+        """The embedding of one token id (zeros when ``token_id`` is None).
+
+        Image model: the baseline patch whatever ``token_id`` is, the patch embedding
+        of the processor's mean colour (normalised pixel values 0).
+        """
+        if self.is_vision:
+            side = self.lens.image_encoder.image_size
+            channels = getattr(vision_config(self.lens.model), "num_channels", 3)
+            weight = next(self.embedding.parameters())
+            pixels = torch.zeros(1, channels, side, side, device=weight.device, dtype=weight.dtype)
+            with torch.no_grad():
+                return _as_patches(first_tensor(self.embedding(pixels)))[0, 0].detach()
         ids = torch.tensor([[0 if token_id is None else token_id]], device=self.lens.device)
         with torch.no_grad():
             out = first_tensor(self.embedding(ids)).detach()[0, 0]
@@ -142,11 +196,11 @@ class TruncatedForward:
     ) -> Float[Tensor, "B pos d_model"]:
         n_rows = embeds.shape[0]
         inputs = batch.model_inputs()
-        if inputs["input_ids"].shape[0] not in (1, n_rows):
-            raise InputError(
-                f"embeds: {n_rows} rows for a batch of {inputs['input_ids'].shape[0]} texts"
-            )
-        if inputs["input_ids"].shape[0] != n_rows:
+        main = "pixel_values" if self.is_vision else "input_ids"
+        if inputs[main].shape[0] not in (1, n_rows):
+            unit = "images" if self.is_vision else "texts"
+            raise InputError(f"embeds: {n_rows} rows for a batch of {inputs[main].shape[0]} {unit}")
+        if inputs[main].shape[0] != n_rows:
             inputs = {k: v.expand(n_rows, *v.shape[1:]) for k, v in inputs.items()}
         kwargs: dict[str, Any] = {k: v for k, v in inputs.items() if k in self.accepted}
         if "return_type" in self.accepted:
@@ -154,7 +208,13 @@ class TruncatedForward:
         kept: list[Tensor] = []
 
         def replace(module: nn.Module, args: tuple, output: Any) -> Any:
-            return embeds.to(first_tensor(output).dtype)
+            out = first_tensor(output)
+            if not self.is_vision:
+                return embeds.to(out.dtype)
+            patches = embeds[:, self.n_prefix :].to(out.dtype)
+            if out.dim() == 4:  # a conv patch embedding (CLIP): back to [B, d, h, w]
+                return patches.transpose(1, 2).reshape(out.shape)
+            return patches
 
         def read_input(module: nn.Module, args: tuple, kw: dict) -> None:
             hidden = args[0] if args and isinstance(args[0], Tensor) else kw.get("hidden_states")
@@ -177,9 +237,9 @@ class TruncatedForward:
             else:
                 hooks.add(module.register_forward_hook(read_output))
             try:
-                if self.positional or "input_ids" not in kwargs:
-                    rest = {k: v for k, v in kwargs.items() if k != "input_ids"}
-                    self.runner(inputs["input_ids"], **rest)
+                if self.positional or main not in kwargs:
+                    rest = {k: v for k, v in kwargs.items() if k != main}
+                    self.runner(inputs[main], **rest)
                 else:
                     self.runner(**kwargs)
             except StopForward:
