@@ -1,17 +1,9 @@
 """Writes notebooks/01_attach_hooks.ipynb (outputs stripped). Run: python notebooks/_build_01.py"""
 
-from pathlib import Path
-
-import nbformat as nbf
-
-
-def _code(source: str):
-    """A code cell; sources are kept ruff-formatted (``ruff format`` the notebook to check)."""
-    return nbf.v4.new_code_cell(source.strip("\n"))
-
+from _cells import code, markdown, write_notebook
 
 cells = [
-    nbf.v4.new_markdown_cell(
+    markdown(
         "# 01 · Attach a concept lens to a TransformerLens model\n\n"
         "Load all-MiniLM-L6-v2 with TransformerLens, stream its residual stream through "
         "concept directions (keeping scores, never residuals), learn linear-separator "
@@ -20,7 +12,7 @@ cells = [
         "To keep this notebook quick on a CPU it uses a slice of the dataset (the first "
         "400 train, 250 cal and 250 test samples); `superact run` does the full job."
     ),
-    _code(
+    code(
         r"""
 import torch
 from IPython.display import HTML, display
@@ -38,8 +30,8 @@ torch.manual_seed(0)
 N_TRAIN, N_CAL, N_TEST = 400, 250, 250  # a slice, for speed
 """
     ),
-    nbf.v4.new_markdown_cell("## The model, loaded with TransformerLens, and the lens on it"),
-    _code(
+    markdown("## The model, loaded with TransformerLens, and the lens on it"),
+    code(
         r"""
 bridge = TransformerBridge.boot_transformers(str(minilm_folder()), device="cpu")
 lens = ConceptLens(bridge)
@@ -47,12 +39,12 @@ print(type(bridge).__name__, "| residual layers:", lens.n_layers, "| d_model:", 
 print("percent grid 0,25,50,75,100 ->", lens.resolve_layers(["0%", "25%", "50%", "75%", "100%"]))
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## Data: paragraphs with sense-tagged spans\n\n"
         "Token masks come from the tokenizer's character offsets: a content token is "
         "in-concept when it overlaps a tagged span."
     ),
-    _code(
+    code(
         r"""
 ds = load_dataset("wordnet-supersenses")
 train = ds.select(ds.split_indices("train")[:N_TRAIN])
@@ -66,12 +58,12 @@ print(len(ds.concepts), "concepts:", ", ".join(ds.concepts))
 print(train.texts[0][:300])
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## Pass 1 over TRAIN: normalisation statistics and a bounded token sample\n\n"
         "Both sinks receive every layer's residual during the same forward pass; "
         "only their statistics and the capped reservoir survive."
     ),
-    _code(
+    code(
         r"""
 stats = NormStatsSink()
 collector = TokenCollector(masks["train"], torch.as_tensor(train.labels), cap_in=500, cap_neg=5000)
@@ -83,12 +75,12 @@ print(
 )
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## Pass 2: scores of CAL and TEST, then SuperActivator calibration\n\n"
         "Per concept, the layer and sparsity N are chosen on CAL by F1; "
         "`tau(N)` is the (1 - N/100) quantile of the in-concept CAL scores."
     ),
-    _code(
+    code(
         r"""
 cal_scores = lens.scores(cal.texts, bank, normalizer=normalizer, progress=False)
 test_scores = lens.scores(test.texts, bank, normalizer=normalizer, progress=False)
@@ -112,18 +104,18 @@ for method, f1 in rows.items():
 findings = {"weighted_f1": {m: float(f1) for m, f1 in rows.items()}, "n_test": len(test.texts)}
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "On this slice SuperActivator detection beats pooling the mean token score "
         "(and the last token's): a concept shows in a few strongly activated tokens, "
         "which averaging dilutes. Max pooling, which also reads only the top of each "
         "sample, is about as good here."
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## SuperActivator tokens of a few test samples\n\n"
         "Red = high score on the concept at its calibrated layer; outlined = above "
         "`tau(N)` (a SuperActivator); underlined = inside the tagged span."
     ),
-    _code(
+    code(
         r"""
 def show(i, c):
     layer = int(superact.layer_[c])
@@ -153,12 +145,12 @@ for c in range(len(ds.concepts)):
         shown += 1
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## In-concept vs out-of-concept scores by layer\n\n"
         "Out-of-concept = every token of the samples *without* the concept. The "
         "in-concept bulk overlaps it; the upper tail separates."
     ),
-    _code(
+    code(
         r"""
 c = ds.concepts.index("noun.animal")
 dist = activation_distributions(test_scores, test_y, test_masks, c)
@@ -167,8 +159,4 @@ fig = plot_distributions(dist, title="noun.animal (linear separator), test")
     ),
 ]
 
-nb = nbf.v4.new_notebook(cells=cells)
-for i, cell in enumerate(nb.cells):
-    cell.id = f"cell-{i:02d}"  # stable ids: rebuilding does not churn the diff
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-Path(__file__).with_name("01_attach_hooks.ipynb").write_text(nbf.writes(nb))
+write_notebook(cells, "01_attach_hooks.ipynb")

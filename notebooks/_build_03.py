@@ -1,17 +1,9 @@
 """Writes notebooks/03_monitor.ipynb (outputs stripped). Run: python notebooks/_build_03.py"""
 
-from pathlib import Path
-
-import nbformat as nbf
-
-
-def _code(source: str):
-    """A code cell; sources are kept ruff-formatted (``ruff format`` the notebook to check)."""
-    return nbf.v4.new_code_cell(source.strip("\n"))
-
+from _cells import code, markdown, write_notebook
 
 cells = [
-    nbf.v4.new_markdown_cell(
+    markdown(
         "# 03 · Calibrated detectors on new text, and a concept monitor during generation\n\n"
         "Calibrate a SuperActivator detector once, save it as a folder, then use it: "
         "`detect` tells which concepts a new text holds and on which tokens (with the "
@@ -25,7 +17,7 @@ cells = [
         "installed (`pip install 'superact_lens[gemma]'`), `SUPERACT_NOTEBOOK_MODEL="
         "gemma-270m` runs the same cells on Gemma-3-270M, where the concepts are real."
     ),
-    _code(
+    code(
         r"""
 import os
 from pathlib import Path
@@ -48,13 +40,13 @@ torch.manual_seed(0)
 findings = {"model": MODEL}  # the numbers the text states (tests/test_notebooks.py checks them)
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## The model\n\n"
         "Anything `superact run` takes: a packaged name, a Hugging Face id or a local "
         "folder. The random model is written to a folder here so that the same code "
         "path loads it."
     ),
-    _code(
+    code(
         r"""
 if MODEL == "tiny":
     model_name = str(save(Path("tiny-decoder"), tiny_llama(positions=512), llama_style("left")))
@@ -63,7 +55,7 @@ else:
 print("model:", model_name)
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## Calibrate once, save, load\n\n"
         "`run_experiment` is what `superact run` does. To keep this quick it runs on a "
         "slice of the shipped `wordnet-supersenses` dataset (the first `N_PER_SPLIT` "
@@ -73,7 +65,7 @@ print("model:", model_name)
         "model's identity; `superact run` writes the same folders to "
         "`OUT/detectors/<type>/`."
     ),
-    _code(
+    code(
         r"""
 ds = load_dataset("wordnet-supersenses")
 rows = [i for split in ("train", "cal", "test") for i in ds.split_indices(split)[:N_PER_SPLIT]]
@@ -93,10 +85,12 @@ ConceptDetector.from_experiment(exp, "linsep").save("detector-linsep")
 detector = ConceptDetector.load("detector-linsep")
 print(f"{len(detector.concepts)} concepts, layers {detector.layers}")
 for c, name in enumerate(detector.concepts[:5]):
-    print(f"  {name:<20} layer {detector.layer_of(c):>2}  threshold {detector.threshold_of(c):+.3f}")
+    print(
+        f"  {name:<20} layer {detector.layer_of(c):>2}  threshold {detector.threshold_of(c):+.3f}"
+    )
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## Detect on new text\n\n"
         "A concept is present when one of the text's tokens scores above the "
         "concept's threshold at its layer; those tokens are its SuperActivators. "
@@ -104,7 +98,7 @@ for c, name in enumerate(detector.concepts[:5]):
         "`--html` writes the page shown below (pick a concept, hover a token for "
         "its exact score)."
     ),
-    _code(
+    code(
         r"""
 causal, tokenizer = load_generative(model_name)
 lens = ConceptLens(causal, tokenizer=tokenizer)
@@ -124,7 +118,9 @@ for rec in records:
 display(HTML(f"<div>{detect_page_iframe(records, title=f'detect on {MODEL}', height=320)}</div>"))
 
 # `present` is the detector's own rule applied to the lens's scores of the same texts
-scores = lens.scores(texts, detector.bank, detector.normalizer, layers=detector.layers, progress=False)
+scores = lens.scores(
+    texts, detector.bank, detector.normalizer, layers=detector.layers, progress=False
+)
 predicted = detector.detector.predict(scores)
 findings["detect_matches_predict"] = all(
     set(rec["present"]) == {detector.concepts[c] for c in torch.nonzero(row).flatten().tolist()}
@@ -133,14 +129,14 @@ findings["detect_matches_predict"] = all(
 findings["n_present"] = sum(len(rec["present"]) for rec in records)
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## Monitor a generation\n\n"
         "Inside `with ConceptMonitor(model, detector)`, every forward pass of the model "
         "is watched at the detector's layers only. With the KV cache each step runs "
         "only the new token, and only that token is scored: the prompt is never run "
         "again. Events arrive through a callback as they happen, and as a list."
     ),
-    _code(
+    code(
         r"""
 prompts = ["The farmer fed the horses and", "She opened the letter and"]
 tokenizer.padding_side = "left"
@@ -162,18 +158,21 @@ for e in monitor.events[:6]:
           f"{e.concept:<20} {e.score:+.3f} > {e.threshold:+.3f}")  # fmt: skip
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## The monitor equals one full forward pass\n\n"
         "The step-by-step scores (prompt, then one token per step through the cache) "
         "are checked against one forward pass of the lens over the finished sequences "
         "(without the last token, which `generate` never runs). Hooks are gone after "
         "the `with` block, and watching does not change what the model generates."
     ),
-    _code(
+    code(
         r"""
 sequences = out[:, :-1]
 attention = torch.cat(
-    [batch["attention_mask"], torch.ones(len(out), sequences.shape[1] - batch["input_ids"].shape[1], dtype=torch.long)],
+    [
+        batch["attention_mask"],
+        torch.ones(len(out), sequences.shape[1] - batch["input_ids"].shape[1], dtype=torch.long),
+    ],
     dim=1,
 )
 full = torch.full((len(out), sequences.shape[1], len(detector.concepts)), float("nan"))
@@ -183,7 +182,9 @@ def emit(layer, resid):
     full[..., detector.concepts_at(layer)] = detector.concept_scores(resid, layer).float()
 
 
-lens.adapter.forward_layers({"input_ids": sequences, "attention_mask": attention}, detector.layers, emit)
+lens.adapter.forward_layers(
+    {"input_ids": sequences, "attention_mask": attention}, detector.layers, emit
+)
 watched = monitor.scores()
 scored = ~torch.isnan(watched)
 special = torch.tensor(tokenizer.all_special_ids)
@@ -200,7 +201,7 @@ findings.update(
 print(findings)
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "The monitor's scores match the full forward pass to float precision "
         "(`monitor_vs_full_forward`), no hook is left on the model (`hooks_left`), and "
         "the watched generation returned exactly the unwatched one's tokens "
@@ -209,7 +210,4 @@ print(findings)
     ),
 ]
 
-nb = nbf.v4.new_notebook()
-nb.cells = cells
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, Path(__file__).with_name("03_monitor.ipynb"))
+write_notebook(cells, "03_monitor.ipynb")

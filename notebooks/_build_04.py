@@ -1,17 +1,9 @@
 """Writes notebooks/04_images.ipynb (outputs stripped). Run: python notebooks/_build_04.py"""
 
-from pathlib import Path
-
-import nbformat as nbf
-
-
-def _code(source: str):
-    """A code cell; sources are kept ruff-formatted (``ruff format`` the notebook to check)."""
-    return nbf.v4.new_code_cell(source.strip("\n"))
-
+from _cells import code, markdown, write_notebook
 
 cells = [
-    nbf.v4.new_markdown_cell(
+    markdown(
         "# 04 · Images: SuperActivator patches on CLEVR-style scenes\n\n"
         "The image half of the method, end to end on what can be built here: generate "
         "CLEVR-style scenes with exact object masks, train a small vision transformer on "
@@ -28,7 +20,7 @@ cells = [
         "`SUPERACT_NOTEBOOK_CLEVR` and `SUPERACT_NOTEBOOK_VIT` reuse a scene folder and a "
         "trained model folder instead of building them."
     ),
-    _code(
+    code(
         r"""
 import io
 import json
@@ -68,7 +60,7 @@ def show(fig: Figure) -> None:
     display(Image(buf.getvalue()))
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## Scenes\n\n"
         "`generate_clevr` (also `superact data clevr --out DIR`) draws 1-3 shaded objects "
         "with ground shadows per scene (red, green, blue; cube, sphere, cylinder) and "
@@ -77,7 +69,7 @@ def show(fig: Figure) -> None:
         "concept in `masks/<image>/<concept>.png`. Below, four scenes with their masks "
         "outlined."
     ),
-    _code(
+    code(
         r"""
 scenes = Path(
     os.environ.get("SUPERACT_NOTEBOOK_CLEVR")
@@ -97,14 +89,14 @@ for k, ax in enumerate(fig.subplots(1, 4)):
 show(fig)
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## A small ViT trained here\n\n"
         "`train_vit` (also `superact vit train --dataset DIR --out MODEL_DIR`) trains a "
         "`ViTForImageClassification` on the train split and saves it with its image "
         "processor in the Hugging Face format, so the lens loads it exactly as it loads a "
         "hub model."
     ),
-    _code(
+    code(
         r"""
 model_dir = os.environ.get("SUPERACT_NOTEBOOK_VIT")
 if model_dir is None:
@@ -116,7 +108,7 @@ findings["vit_test_macro_f1"] = info["macro_f1"]["test"]
 print(f"test macro F1 of the classifier head: {info['macro_f1']['test']:.3f}")
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## The lens on images\n\n"
         "`ConceptLens(model_dir, letterbox=True)` takes images (paths, PIL images, "
         "arrays). Each image is fitted into the model's square input keeping its aspect "
@@ -125,7 +117,7 @@ print(f"test macro F1 of the classifier head: {info['macro_f1']['test']:.3f}")
         "when at least half of its pixels are in the object's mask: `patch_token_masks` "
         "gives, per image, one row per scored patch in the lens's order."
     ),
-    _code(
+    code(
         r"""
 lens = ConceptLens(model_dir, letterbox=True)
 print(lens)
@@ -138,14 +130,14 @@ print(f"grid {enc.grid}, {len(masks[0])} scored patches per image; "
       f"{findings['in_concept_patch_rate']:.1%} of patches lie on an object")  # fmt: skip
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## Calibrate\n\n"
         "`run_experiment` is what `superact run --model MODEL_DIR --dataset DIR` does on "
         "an image folder: linear-separator concepts fitted on the train split's patches, "
         "SuperActivator detectors calibrated on cal (layer, sparsity N and threshold per "
         "concept), every baseline scored on test."
     ),
-    _code(
+    code(
         r"""
 config = RunConfig(
     model=model_dir, dataset=str(scenes), concepts=("linsep",), n_bootstrap=200, progress=False
@@ -159,7 +151,7 @@ for method, v in table.items():
     print(f"{method:<15} weighted F1 {v['weighted_f1']:.3f}  [{lo:.3f}, {hi:.3f}]")
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## SuperActivator patches over the images\n\n"
         "For each concept, the positive test scene whose best patch scores highest, as "
         "the model sees it: every patch coloured by its score at the concept's layer "
@@ -168,7 +160,7 @@ for method, v in table.items():
         "SuperActivator patches lie on the concept's object, against the share of "
         "object patches."
     ),
-    _code(
+    code(
         r"""
 det = exp.detectors["linsep"]["superact"]
 fig = Figure(figsize=(9, 6.2), layout="constrained")
@@ -202,7 +194,7 @@ print(f"{hits} SuperActivator patches in positive test scenes; "
       f"(object patches are {findings['object_patch_share']:.1%} of those scenes' patches)")  # fmt: skip
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "## Detect on new images\n\n"
         "The calibrated detector is saved as a folder (`superact run` writes "
         "`OUT/detectors/linsep/`) and applied to image files: "
@@ -210,7 +202,7 @@ print(f"{hits} SuperActivator patches in positive test scenes; "
         "records (SuperActivator patches as `(row, col)`), `--html` a page of patch "
         "overlays."
     ),
-    _code(
+    code(
         r"""
 ConceptDetector.from_experiment(exp, "linsep", {"letterbox": True}).save("detector-linsep")
 detector = ConceptDetector.load("detector-linsep", lens=lens)
@@ -229,7 +221,7 @@ findings["detect_matches_predict"] = all(
 print(findings)
 """
     ),
-    nbf.v4.new_markdown_cell(
+    markdown(
         "`detect_matches_predict`: the records' `present` lists are the detector's own "
         "rule on the lens's scores. At the `tiny` scale the model has barely trained and "
         "the numbers above mean nothing about vision; at the `default` scale compare "
@@ -238,7 +230,4 @@ print(findings)
     ),
 ]
 
-nb = nbf.v4.new_notebook()
-nb.cells = cells
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, Path(__file__).with_name("04_images.ipynb"))
+write_notebook(cells, "04_images.ipynb")

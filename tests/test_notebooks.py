@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import runpy
+import sys
 from pathlib import Path
 
 import nbformat
@@ -19,6 +21,21 @@ def test_committed_notebooks_have_no_outputs():
         for cell in nb.cells:
             if cell.cell_type == "code":
                 assert not cell.outputs, f"{path.name}: strip outputs before committing"
+
+
+@pytest.mark.parametrize("number", ["01", "03", "04"])
+def test_committed_notebooks_are_what_their_build_scripts_write(number, monkeypatch):
+    """Edit the build script, not the notebook: rebuilding must give the committed file
+    (sources, cell ids, metadata), so the script stays the one place to change a cell."""
+    monkeypatch.syspath_prepend(str(NOTEBOOKS))
+    monkeypatch.delitem(sys.modules, "_cells", raising=False)
+    import _cells
+
+    built: dict = {}
+    monkeypatch.setattr(_cells, "write_notebook", lambda cells, name: built.update({name: cells}))
+    runpy.run_path(str(NOTEBOOKS / f"_build_{number}.py"))
+    ((name, cells),) = built.items()
+    assert _cells.notebook(cells) == nbformat.read(NOTEBOOKS / name, as_version=4), name
 
 
 def check_attach_hooks_findings(findings: dict) -> None:
