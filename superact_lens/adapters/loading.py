@@ -11,13 +11,21 @@ import torch
 from torch import nn
 
 from superact_lens.adapters.vision import is_vision_source, load_vision_model
-from superact_lens.adapters.zoo import packaged_model, prepare
+from superact_lens.adapters.zoo import PackagedModel, packaged_model, prepare
 from superact_lens.errors import InputError
 
 __all__ = ["MINILM_NAMES", "load_model", "minilm_folder", "model_source", "resolve_hub_id"]
 
-_MINILM = packaged_model("minilm")
-assert _MINILM is not None
+
+def _registered(name: str) -> PackagedModel:
+    """The registry entry ``name`` (one the package itself relies on, so always there)."""
+    model = packaged_model(name)
+    if model is None:
+        raise RuntimeError(f"the packaged-model registry has no {name!r}")
+    return model
+
+
+_MINILM = _registered("minilm")
 MINILM_NAMES = (_MINILM.name, *_MINILM.aliases)  # the registry's names for MiniLM
 
 
