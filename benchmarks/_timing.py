@@ -10,6 +10,14 @@ A ratio between two variants is then reported two ways (:func:`ratio`):
   repetition, so slow phases of the machine hit both), and
 * the ratio of the minimums (each variant's best run: the least disturbed).
 
+Clock. ``clock="wall"`` (default) times with ``perf_counter``. ``clock="cpu"``
+times with ``process_time``: the CPU seconds of every thread of this process,
+so time spent descheduled while other jobs run is not counted. Run with
+``torch.set_num_threads(1)`` for it: with several intra-op threads, the
+seconds idle workers spin waiting for each other are CPU time too, and they
+vary with load. On this shared 2-core machine the CPU clock with one thread is
+what makes a ratio repeat from run to run (README, Benchmarks).
+
 Memory. :class:`NewAllocationPeak` follows every tensor storage that an
 operator *allocates* inside the context until it is freed, and records the
 peak of their total size. Storages that existed before the call (weights,
@@ -33,7 +41,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["NewAllocationPeak", "interleaved_times", "peak_new_bytes", "ratio", "summary"]
+__all__ = ["CLOCKS", "NewAllocationPeak", "interleaved_times", "peak_new_bytes", "ratio", "summary"]
+
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def interleaved_times(
@@ -42,8 +52,9 @@ def interleaved_times(
     seed: int = 0,
     warmup: int = 1,
     on_rep: Callable[[int], None] | None = None,
+    clock: str = "wall",
 ) -> dict[str, list[float]]:
-    """Wall seconds of ``reps`` calls of every method, interleaved.
+    """Seconds (``clock``: "wall" or "cpu") of ``reps`` calls of every method, interleaved.
 
     Each method is first called ``warmup`` times untimed (lazy imports, caches,
     allocator growth). Each repetition then calls every method once, in an order
@@ -56,6 +67,9 @@ def interleaved_times(
         raise ValueError(f"reps must be >= 1, got {reps}")
     if not methods:
         raise ValueError("methods must name at least one callable")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {clock!r}")
+    now = CLOCKS[clock]
     for fn in methods.values():
         for _ in range(warmup):
             fn()
@@ -65,9 +79,9 @@ def interleaved_times(
         order = list(methods)
         rng.shuffle(order)
         for name in order:
-            start = time.perf_counter()
+            start = now()
             methods[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(now() - start)
         if on_rep is not None:
             on_rep(i)
     return times
