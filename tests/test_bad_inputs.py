@@ -115,6 +115,27 @@ def test_lens_nan_in_weights_names_the_layer_and_parameter(tiny):
     assert "encoder.layer.1.attention.output.dense.weight" in message
 
 
+def test_finite_check_screens_by_row_sums_and_confirms():
+    """The cheap row-sum screen neither misses a non-finite content value nor raises on
+    finite values whose sum overflows, and ignores padding."""
+    from types import SimpleNamespace
+
+    from superact_lens.lens import _check_finite
+
+    content = torch.tensor([[True, True, False]])
+    batch = SimpleNamespace(content_mask=content, sample_ids=torch.tensor([7]))
+    model = torch.nn.Linear(2, 2)
+    resid = torch.zeros(1, 3, 4)
+    resid[0, 1] = torch.tensor([3e38, 3e38, -1.0, 1.0])  # finite; its sum overflows to inf
+    resid[0, 2] = float("nan")  # padding
+    _check_finite(model, 0, resid, batch)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        broken = resid.clone()
+        broken[0, 0, 3] = bad
+        with pytest.raises(InputError, match=r"layer 0 residual has NaN or inf.*\[7\]"):
+            _check_finite(model, 0, broken, batch)
+
+
 def test_lens_unknown_layer_names_the_valid_range(tiny):
     _, lens, det, _ = tiny
     with no_hooks_left(lens.model), pytest.raises(InputError, match=r"unknown layer 99.*0\.\.2"):
