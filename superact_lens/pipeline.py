@@ -37,7 +37,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from superact_lens.concepts import ConceptBank
-from superact_lens.data import TextDataset, load_dataset, token_masks
+from superact_lens.data import TextDataset, load_dataset
 from superact_lens.detection import METHODS, PromptDetector, fit_detectors, load_generative
 from superact_lens.errors import InputError, InputTypeError
 from superact_lens.lens import ConceptLens
@@ -45,17 +45,17 @@ from superact_lens.normalization import Normalizer
 from superact_lens.results import build_results
 from superact_lens.run_fit import fit_banks, phases
 from superact_lens.run_fit import spanless_fallback as _spanless_fallback
-from superact_lens.runstate import (
-    RunState,
-    World,
-    chunk_plan,
+from superact_lens.run_masks import PackedMasks, text_masks
+from superact_lens.run_passes import (
     load_fit,
     merge_pass1,
     merge_pass2,
+    sample_range,
     save_fit,
     stream_pass1,
     stream_pass2,
 )
+from superact_lens.runstate import RunState, World, chunk_plan
 from superact_lens.scores import TokenScores
 from superact_lens.sinks import ProjectionSink, TokenCollector
 from superact_lens.sinks.token_sample import TokenSample
@@ -180,12 +180,6 @@ class Experiment:
         return list(self.lens.tokenizer.convert_ids_to_tokens(ids))
 
 
-def _stack_masks(masks: list[Tensor], n_concepts: int) -> Bool[Tensor, "n_tokens C"]:
-    if not masks:
-        return torch.zeros(0, n_concepts, dtype=torch.bool)
-    return torch.cat(masks, dim=0)
-
-
 def _open_model(config: RunConfig, names: list[str]) -> tuple[ConceptLens, PromptDetector | None]:
     """The lens, and the prompting baseline when asked for.
 
@@ -210,20 +204,20 @@ def _open_model(config: RunConfig, names: list[str]) -> tuple[ConceptLens, Promp
 
 def prepare(
     config: RunConfig,
-) -> tuple[ConceptLens, TextDataset, list[int], list[Tensor], PromptDetector | None]:
-    """Load model and dataset, resolve layers, map concept spans to token masks, and
-    set up the prompting baseline (None unless ``"prompt"`` is among the methods).
-    An image folder gets patch masks instead (``vision.masks.prepare_images``)."""
+) -> tuple[ConceptLens, TextDataset, list[int], PackedMasks, PromptDetector | None]:
+    """Load model and dataset, resolve layers, map concept spans to token masks
+    (packed, see :mod:`superact_lens.run_masks`), and set up the prompting baseline
+    (None unless ``"prompt"`` is among the methods). An image folder gets patch
+    masks instead (``vision.masks.prepare_images``)."""
     if is_image_folder(config.dataset):
-        return prepare_images(config)
+        lens, ids, layers, patch_masks, prompt = prepare_images(config)
+        return lens, ids, layers, PackedMasks.from_list(patch_masks, len(ids.concepts)), prompt
     dataset = load_dataset(config.dataset, seed=config.seed)
     lens, prompt = _open_model(config, list(dataset.concepts))
     if lens.is_vision:
         raise InputError(f"--model {config.model!r} takes images; --dataset holds texts")
     layers = lens.resolve_layers(config.layers)
-    offsets = lens.content_offsets(dataset.texts)
-    masks = token_masks(dataset, offsets)
-    return lens, dataset, layers, masks, prompt
+    return lens, dataset, layers, text_masks(lens, dataset), prompt
 
 
 def run_experiment(config: RunConfig, state_dir: str | Path | None = None) -> Experiment:
@@ -254,7 +248,6 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
     world.barrier()
     lens, ds, layers, masks, prompt = prepare(config)
     names = list(ds.concepts)
-    n_concepts = len(names)
     labels_all = torch.as_tensor(np.asarray(ds.labels, dtype=bool))
     idx = {s: np.asarray(ds.split_indices(s)) for s in ("train", "cal", "test")}
     for split, rows in idx.items():
@@ -265,7 +258,7 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
     t0 = time.perf_counter()
     train_texts = [ds.texts[i] for i in idx["train"]]
     train_labels = labels_all[idx["train"]]
-    train_masks = [masks[i] for i in idx["train"]]
+    train_masks = list(PackedMasks.from_rows(masks, idx["train"]))  # views, made once
 
     def make_collector(sample_index: list[int] | None) -> TokenCollector:
         return TokenCollector(
@@ -320,23 +313,17 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
     scores = merge_pass2(state, list(banks), len(chunk_plan(eval_texts, bs)), len(eval_rows))
     t_embed_eval = time.perf_counter() - t0
 
+    # CAL rows come first: each split is a view of the merged scores, not a copy.
     n_cal = len(idx["cal"])
-    split_pos = {
-        "cal": torch.arange(0, n_cal),
-        "test": torch.arange(n_cal, len(eval_rows)),
-    }
-    split_labels = {split: labels_all[idx[split]] for split in split_pos}
-    split_masks = {
-        split: _stack_masks([masks[i] for i in idx[split]], n_concepts) for split in split_pos
-    }
+    bounds = {"cal": (0, n_cal), "test": (n_cal, len(eval_rows))}
     per_split: dict[str, dict[str, SplitScores]] = {"cal": {}, "test": {}}
-    for kind, all_scores in scores.items():
-        for split, pos in split_pos.items():
+    for split, (lo, hi) in bounds.items():
+        split_labels, split_masks = labels_all[idx[split]], masks.stack(idx[split])
+        for kind, all_scores in scores.items():
             per_split[split][kind] = SplitScores(
-                scores=all_scores.select_samples(pos),
-                labels=split_labels[split],
-                masks=split_masks[split],
+                scores=sample_range(all_scores, lo, hi), labels=split_labels, masks=split_masks
             )
+    del scores
 
     exp = Experiment(
         config=config,

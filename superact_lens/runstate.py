@@ -21,6 +21,7 @@ State under ``OUT/.superact/`` (every file written atomically, see
 
 Moments are merged in chunk order, so the normaliser (and everything after it)
 is bit for bit the same for any number of processes and any restart point.
+What each pass streams, commits and merges is in :mod:`superact_lens.run_passes`.
 """
 
 from __future__ import annotations
@@ -39,14 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import Tensor
 
-from superact_lens.concepts import ConceptBank
 from superact_lens.errors import InputError
-from superact_lens.normalization import Normalizer
-from superact_lens.sinks import NormStatsSink, ProjectionSink, SampleEmbeddingSink, TokenCollector
-from superact_lens.sinks.token_sample import TokenSample
-from superact_lens.stats import SampleRows, ScoreRows, load_state, save_state
 
 __all__ = [
     "CHUNK_BATCHES",
@@ -55,13 +50,7 @@ __all__ = [
     "World",
     "chunk_plan",
     "dataset_fingerprint",
-    "load_fit",
-    "merge_pass1",
-    "merge_pass2",
     "run_document",
-    "save_fit",
-    "stream_pass1",
-    "stream_pass2",
 ]
 
 #: Batches per chunk: the unit of work that is committed to disk and shared out.
@@ -257,145 +246,3 @@ def _difference(old: Any, new: dict[str, Any]) -> str:
         f"holds a run of a different command (differs in: {', '.join(keys) or 'format'}); "
         "run the same command to resume it, or pass --overwrite to start again"
     )
-
-
-# --------------------------------------------------------------------- the passes
-def _mine(world: World, n_chunks: int, done: set[int]) -> list[int]:
-    return [j for j in range(n_chunks) if j % world.size == world.rank and j not in done]
-
-
-def stream_pass1(
-    state: RunState,
-    world: World,
-    lens: Any,
-    texts: Sequence[str],
-    make_collector: Callable[[list[int] | None], TokenCollector],
-    layers: list[int],
-    batch_size: int,
-    progress: bool,
-) -> None:
-    """Stream this rank's unfinished TRAIN chunks; commit each to ``pass1/``.
-
-    ``make_collector(sample_index)`` builds a TokenCollector over the whole split.
-    """
-    chunks = chunk_plan(texts, batch_size)
-    mine = _mine(world, len(chunks), state.pass1_done())
-    running: TokenCollector | None = None
-    done: list[int] = []
-    for k, j in enumerate(mine):
-        ids = chunks[j]
-        stats, collector, emb = NormStatsSink(), make_collector(ids), SampleEmbeddingSink()
-        lens.stream(
-            [texts[i] for i in ids],
-            [stats, collector, emb],
-            layers=layers,
-            batch_size=batch_size,
-            progress=progress and f"train pass {k + 1}/{len(mine)}",
-        )
-        rows = SampleRows().add(ids, emb=emb.result().transpose(0, 1))
-        save_state(
-            state.chunk_path(state.pass1, j), {"norm": stats.state_dict(), "emb": rows.state_dict()}
-        )
-        running = collector if running is None else running.merge(collector)
-        done.append(j)
-        save_state(
-            state.pass1 / f"collector-{state.tag}",
-            {"collector": running.state_dict(), "chunks": {"done": done}},
-        )
-        state.committed()
-
-
-def merge_pass1(
-    state: RunState,
-    n_chunks: int,
-    make_collector: Callable[[list[int] | None], TokenCollector],
-) -> tuple[Normalizer, TokenSample, Tensor]:
-    """Normaliser (moments merged in chunk order), token sample and the train sample
-    embeddings ``[layers, n_train, d_model]`` from every committed pass-1 file."""
-    norm: NormStatsSink | None = None
-    rows = SampleRows()
-    for j in range(n_chunks):
-        st = load_state(state.chunk_path(state.pass1, j))
-        part = NormStatsSink.from_state(st["norm"])
-        norm = part if norm is None else norm.merge(part)
-        rows.add(st["emb"]["ids"], emb=st["emb"]["col.emb"])
-    collector: TokenCollector | None = None
-    for path in state.collector_files():
-        part_c = make_collector(None).load_state_dict(load_state(path.with_suffix(""))["collector"])
-        collector = part_c if collector is None else collector.merge(part_c)
-    if norm is None or collector is None or not bool(collector.seen_.all()):
-        raise RuntimeError(f"{state.pass1}: the train pass is incomplete")
-    n_train = len(collector.seen_)
-    return norm.result(), collector.result(), rows.result(n_train)["emb"].transpose(0, 1)
-
-
-def save_fit(
-    state: RunState,
-    normalizer: Normalizer,
-    banks: dict[str, ConceptBank],
-    cls_banks: dict[str, ConceptBank],
-) -> None:
-    """Write the normaliser and banks to ``fit/``, then ``fit/done.json``."""
-    norm = {"layers": list(normalizer.layers), "mean": normalizer.mean, "scale": normalizer.scale}
-    save_state(state.fit / "normalizer", {"normalizer": norm})
-    for kind in banks:
-        banks[kind].save(state.fit / f"bank-{kind}")
-        cls_banks[kind].save(state.fit / f"cls-{kind}")
-    tmp = state.fit / "done.json.tmp"
-    tmp.write_text(json.dumps({"kinds": list(banks)}))
-    os.replace(tmp, state.fit / "done.json")
-
-
-def load_fit(
-    state: RunState, kinds: Sequence[str]
-) -> tuple[Normalizer, dict[str, ConceptBank], dict[str, ConceptBank]]:
-    """What :func:`save_fit` wrote."""
-    norm = load_state(state.fit / "normalizer")["normalizer"]
-    normalizer = Normalizer(layers=list(norm["layers"]), mean=norm["mean"], scale=norm["scale"])
-    banks = {k: ConceptBank.load(state.fit / f"bank-{k}") for k in kinds}
-    cls_banks = {k: ConceptBank.load(state.fit / f"cls-{k}") for k in kinds}
-    return normalizer, banks, cls_banks
-
-
-def stream_pass2(
-    state: RunState,
-    world: World,
-    lens: Any,
-    texts: Sequence[str],
-    make_sinks: Callable[[], dict[str, ProjectionSink]],
-    layers: list[int],
-    batch_size: int,
-    progress: bool,
-) -> None:
-    """Stream this rank's unfinished CAL+TEST chunks; commit their scores to ``pass2/``."""
-    chunks = chunk_plan(texts, batch_size)
-    mine = _mine(world, len(chunks), state.pass2_done(len(chunks)))
-    for k, j in enumerate(mine):
-        ids = chunks[j]
-        sinks = make_sinks()
-        lens.stream(
-            [texts[i] for i in ids],
-            list(sinks.values()),
-            layers=layers,
-            batch_size=batch_size,
-            progress=progress and f"cal+test pass {k + 1}/{len(mine)}",
-        )
-        states = {}
-        for kind, sink in sinks.items():
-            s = sink.result()
-            states[kind] = ScoreRows(s.layers, s.concepts, s.metadata).add(ids, s).state_dict()
-        save_state(state.chunk_path(state.pass2, j), states)
-        state.committed()
-
-
-def merge_pass2(state: RunState, kinds: Sequence[str], n_chunks: int, n: int) -> dict[str, Any]:
-    """Every concept type's :class:`TokenScores` over the ``n`` CAL+TEST samples."""
-    rows: dict[str, ScoreRows] = {}
-    for j in range(n_chunks):
-        st = load_state(state.chunk_path(state.pass2, j))
-        for kind in kinds:
-            part = ScoreRows.from_state(st[kind])
-            if kind not in rows:
-                rows[kind] = ScoreRows(part.layers, part.concepts, part.metadata)
-            rows[kind].add(st[kind]["ids"], part.result())
-    return {kind: rows[kind].result(n) for kind in kinds}

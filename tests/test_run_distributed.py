@@ -3,7 +3,6 @@ one process (issue 14, item 2)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from superact_lens.cli import main
-from superact_lens.data import make_synthetic_dataset, write_dataset_folder
-from tests.detection.tiny_detector import tiny_bert_folder
+from tests.run_helpers import argv, results, tiny_text_inputs
 
 ROOT = Path(__file__).parent.parent
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -22,23 +20,10 @@ TORCHRUN = Path(sys.executable).parent / "torchrun"
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, minilm_folder):
     """(tiny BERT folder, dataset folder, results.json of a 1-process run)."""
-    model = tiny_bert_folder(tmp_path_factory.mktemp("tiny"), minilm_folder)
-    data = write_dataset_folder(make_synthetic_dataset(n=60, seed=1), tmp_path_factory.mktemp("d"))
+    model, data = tiny_text_inputs(tmp_path_factory, minilm_folder)
     out = tmp_path_factory.mktemp("one") / "out"
     assert main(argv(model, data, out)) == 0
     return model, data, results(out)
-
-
-def argv(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", "--model", str(model), "--dataset", str(data), "--out", str(out),
-            "--concepts", "mean", "--batch-size", "2", "--n-bootstrap", "20",
-            "--no-figures", "--quiet", *extra]  # fmt: skip
-
-
-def results(out: Path) -> dict:
-    res = json.loads((out / "results.json").read_text())
-    res.pop("timing_s")
-    return res
 
 
 def test_two_gloo_processes_equal_one(setup, tmp_path):

@@ -16,31 +16,17 @@ from pathlib import Path
 import pytest
 
 from superact_lens.cli import main
-from superact_lens.data import make_synthetic_dataset, write_dataset_folder
 from superact_lens.runstate import FAIL_ENV, chunk_plan
-from tests.detection.tiny_detector import tiny_bert_folder
+from tests.run_helpers import argv, committed_chunks, results, tiny_text_inputs
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, minilm_folder):
     """(tiny BERT folder, dataset folder, results.json of an uninterrupted run, its --out)."""
-    model = tiny_bert_folder(tmp_path_factory.mktemp("tiny"), minilm_folder)
-    data = write_dataset_folder(make_synthetic_dataset(n=60, seed=1), tmp_path_factory.mktemp("d"))
+    model, data = tiny_text_inputs(tmp_path_factory, minilm_folder)
     out = tmp_path_factory.mktemp("whole") / "out"
     assert main(argv(model, data, out)) == 0
     return model, data, results(out), out
-
-
-def argv(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", "--model", str(model), "--dataset", str(data), "--out", str(out),
-            "--concepts", "mean", "--batch-size", "2", "--n-bootstrap", "20",
-            "--no-figures", "--quiet", *extra]  # fmt: skip
-
-
-def results(out: Path) -> dict:
-    res = json.loads((out / "results.json").read_text())
-    res.pop("timing_s")
-    return res
 
 
 def test_the_plan_cuts_the_streams_batches_into_chunks():
@@ -62,10 +48,7 @@ def test_a_run_stopped_after_k_chunks_resumes_to_the_same_results(setup, tmp_pat
         main(argv(model, data, out))
     assert not (out / "results.json").exists()
     state = out / ".superact"
-    done = len(list((state / "pass1").glob("chunk-*.json"))) + len(
-        list((state / "pass2").glob("chunk-*.json"))
-    )
-    assert done == k
+    assert committed_chunks(out) == k
     (state / "pass2" / "chunk-00009.safetensors.tmp").write_bytes(b"half a file")
     monkeypatch.delenv(FAIL_ENV)
     assert main(argv(model, data, out)) == 0

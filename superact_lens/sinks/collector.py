@@ -104,7 +104,12 @@ class TokenCollector(Sink):
             raise InputError(
                 f"token_masks: {len(token_masks)} masks for {labels.shape[0]} rows of sample_labels"
             )
-        masks = [torch.as_tensor(np.asarray(m)).bool() for m in token_masks]
+        masks = [  # bool tensors as they are: a run builds a collector per chunk
+            m
+            if isinstance(m, Tensor) and m.dtype == torch.bool
+            else torch.as_tensor(np.asarray(m)).bool()
+            for m in token_masks
+        ]
         for i, m in enumerate(masks):
             if m.ndim != 2 or m.shape[1] != labels.shape[1]:
                 raise InputError(

@@ -1,0 +1,227 @@
+"""The two streaming passes of a resumable, data-parallel ``superact run``.
+
+Each pass streams this rank's unfinished chunks of the plan
+(:func:`superact_lens.runstate.chunk_plan`) and commits every chunk's mergeable
+state under the run's :class:`~superact_lens.runstate.RunState`; rank 0 merges
+the committed files. Split out of :mod:`superact_lens.runstate` (which owns the
+plan, the process group and the files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from superact_lens.concepts import ConceptBank
+from superact_lens.normalization import Normalizer
+from superact_lens.runstate import RunState, World, chunk_plan
+from superact_lens.scores import TokenScores
+from superact_lens.sinks import NormStatsSink, ProjectionSink, SampleEmbeddingSink, TokenCollector
+from superact_lens.sinks.token_sample import TokenSample
+from superact_lens.stats import SampleRows, ScoreRows, load_state, save_state
+
+__all__ = [
+    "load_fit",
+    "merge_pass1",
+    "merge_pass2",
+    "sample_range",
+    "save_fit",
+    "stream_pass1",
+    "stream_pass2",
+]
+
+
+def _mine(world: World, n_chunks: int, done: set[int]) -> list[int]:
+    return [j for j in range(n_chunks) if j % world.size == world.rank and j not in done]
+
+
+def stream_pass1(
+    state: RunState,
+    world: World,
+    lens: Any,
+    texts: Sequence[str],
+    make_collector: Callable[[list[int] | None], TokenCollector],
+    layers: list[int],
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Stream this rank's unfinished TRAIN chunks; commit each to ``pass1/``.
+
+    ``make_collector(sample_index)`` builds a TokenCollector over the whole split.
+    """
+    chunks = chunk_plan(texts, batch_size)
+    mine = _mine(world, len(chunks), state.pass1_done())
+    running: TokenCollector | None = None
+    done: list[int] = []
+    for k, j in enumerate(mine):
+        ids = chunks[j]
+        stats, collector, emb = NormStatsSink(), make_collector(ids), SampleEmbeddingSink()
+        lens.stream(
+            [texts[i] for i in ids],
+            [stats, collector, emb],
+            layers=layers,
+            batch_size=batch_size,
+            progress=progress and f"train pass {k + 1}/{len(mine)}",
+        )
+        rows = SampleRows().add(ids, emb=emb.result().transpose(0, 1))
+        save_state(
+            state.chunk_path(state.pass1, j), {"norm": stats.state_dict(), "emb": rows.state_dict()}
+        )
+        running = collector if running is None else running.merge(collector)
+        done.append(j)
+        save_state(
+            state.pass1 / f"collector-{state.tag}",
+            {"collector": running.state_dict(), "chunks": {"done": done}},
+        )
+        state.committed()
+
+
+def merge_pass1(
+    state: RunState,
+    n_chunks: int,
+    make_collector: Callable[[list[int] | None], TokenCollector],
+) -> tuple[Normalizer, TokenSample, Tensor]:
+    """Normaliser (moments merged in chunk order), token sample and the train sample
+    embeddings ``[layers, n_train, d_model]`` from every committed pass-1 file."""
+    norm: NormStatsSink | None = None
+    rows = SampleRows()
+    for j in range(n_chunks):
+        st = load_state(state.chunk_path(state.pass1, j))
+        part = NormStatsSink.from_state(st["norm"])
+        norm = part if norm is None else norm.merge(part)
+        rows.add(st["emb"]["ids"], emb=st["emb"]["col.emb"])
+    collector: TokenCollector | None = None
+    for path in state.collector_files():
+        part_c = make_collector(None).load_state_dict(load_state(path.with_suffix(""))["collector"])
+        collector = part_c if collector is None else collector.merge(part_c)
+    if norm is None or collector is None or not bool(collector.seen_.all()):
+        raise RuntimeError(f"{state.pass1}: the train pass is incomplete")
+    n_train = len(collector.seen_)
+    return norm.result(), collector.result(), rows.result(n_train)["emb"].transpose(0, 1)
+
+
+def save_fit(
+    state: RunState,
+    normalizer: Normalizer,
+    banks: dict[str, ConceptBank],
+    cls_banks: dict[str, ConceptBank],
+) -> None:
+    """Write the normaliser and banks to ``fit/``, then ``fit/done.json``."""
+    norm = {"layers": list(normalizer.layers), "mean": normalizer.mean, "scale": normalizer.scale}
+    save_state(state.fit / "normalizer", {"normalizer": norm})
+    for kind in banks:
+        banks[kind].save(state.fit / f"bank-{kind}")
+        cls_banks[kind].save(state.fit / f"cls-{kind}")
+    tmp = state.fit / "done.json.tmp"
+    tmp.write_text(json.dumps({"kinds": list(banks)}))
+    os.replace(tmp, state.fit / "done.json")
+
+
+def load_fit(
+    state: RunState, kinds: Sequence[str]
+) -> tuple[Normalizer, dict[str, ConceptBank], dict[str, ConceptBank]]:
+    """What :func:`save_fit` wrote."""
+    norm = load_state(state.fit / "normalizer")["normalizer"]
+    normalizer = Normalizer(layers=list(norm["layers"]), mean=norm["mean"], scale=norm["scale"])
+    banks = {k: ConceptBank.load(state.fit / f"bank-{k}") for k in kinds}
+    cls_banks = {k: ConceptBank.load(state.fit / f"cls-{k}") for k in kinds}
+    return normalizer, banks, cls_banks
+
+
+def stream_pass2(
+    state: RunState,
+    world: World,
+    lens: Any,
+    texts: Sequence[str],
+    make_sinks: Callable[[], dict[str, ProjectionSink]],
+    layers: list[int],
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Stream this rank's unfinished CAL+TEST chunks; commit their scores to ``pass2/``."""
+    chunks = chunk_plan(texts, batch_size)
+    mine = _mine(world, len(chunks), state.pass2_done(len(chunks)))
+    for k, j in enumerate(mine):
+        ids = chunks[j]
+        sinks = make_sinks()
+        lens.stream(
+            [texts[i] for i in ids],
+            list(sinks.values()),
+            layers=layers,
+            batch_size=batch_size,
+            progress=progress and f"cal+test pass {k + 1}/{len(mine)}",
+        )
+        states = {}
+        for kind, sink in sinks.items():
+            s = sink.result()
+            states[kind] = ScoreRows(s.layers, s.concepts, s.metadata).add(ids, s).state_dict()
+        save_state(state.chunk_path(state.pass2, j), states)
+        state.committed()
+
+
+def merge_pass2(
+    state: RunState, kinds: Sequence[str], n_chunks: int, n: int
+) -> dict[str, TokenScores]:
+    """Every concept type's :class:`TokenScores` over the ``n`` CAL+TEST samples, in
+    sample order: equal to ``ScoreRows`` merged over the chunks, but each chunk's rows
+    are copied straight into place (peak: the merged scores plus one chunk, where
+    concatenating then reordering held three copies)."""
+    lengths = torch.full((n,), -1, dtype=torch.long)
+    heads: dict[str, dict[str, Any]] = {}
+    for j in range(n_chunks):  # first read: who owns how many tokens
+        st = load_state(state.chunk_path(state.pass2, j))
+        first = st[kinds[0]]
+        ids = first["ids"]
+        if bool((lengths[ids] >= 0).any()):
+            raise RuntimeError(f"{state.pass2}: a sample is in two chunks")
+        lengths[ids] = first["offsets"].diff()
+        for kind in kinds:
+            heads.setdefault(kind, st[kind])
+    if bool((lengths < 0).any()):
+        raise RuntimeError(f"{state.pass2}: the cal+test pass is incomplete")
+    offsets = torch.zeros(n + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(lengths, 0)
+    out: dict[str, TokenScores] = {}
+    for kind in kinds:
+        h = heads[kind]
+        n_layers, _, n_cols = h["tokens"].shape
+        out[kind] = TokenScores(
+            layers=list(h["layers"]),
+            concepts=list(h["concepts"]),
+            tokens=torch.empty(n_layers, int(offsets[-1]), n_cols, dtype=h["tokens"].dtype),
+            offsets=offsets,
+            cls=None if "cls" not in h else torch.empty(n_layers, n, n_cols, dtype=h["cls"].dtype),
+            metadata=dict(h["metadata"]),
+        )
+    heads.clear()
+    for j in range(n_chunks):  # second read: copy every chunk's rows into place
+        st = load_state(state.chunk_path(state.pass2, j))
+        for kind in kinds:
+            part, whole = st[kind], out[kind]
+            ids, chunk_offsets = part["ids"], part["offsets"]
+            chunk_lengths = chunk_offsets.diff()
+            shift = torch.repeat_interleave(offsets[ids] - chunk_offsets[:-1], chunk_lengths)
+            dest = torch.arange(int(chunk_offsets[-1])) + shift
+            whole.tokens[:, dest] = part["tokens"]
+            if whole.cls is not None:
+                whole.cls[:, ids] = part["cls"]
+        del st
+    return out
+
+
+def sample_range(scores: TokenScores, start: int, stop: int) -> TokenScores:
+    """Samples ``start:stop`` of ``scores`` as views (no copy of the token rows)."""
+    a, b = int(scores.offsets[start]), int(scores.offsets[stop])
+    return TokenScores(
+        layers=list(scores.layers),
+        concepts=list(scores.concepts),
+        tokens=scores.tokens[:, a:b],
+        offsets=scores.offsets[start : stop + 1] - a,
+        cls=None if scores.cls is None else scores.cls[:, start:stop],
+        metadata=dict(scores.metadata),
+    )
