@@ -105,6 +105,7 @@ def _saved(args: argparse.Namespace, kind: str) -> tuple[Any, Any, Any]:
     from superact_lens.data import load_dataset
     from superact_lens.detection.artefact import ConceptDetector
     from superact_lens.lens import ConceptLens
+    from superact_lens.vision.masks import is_image_folder, load_image_run_data
 
     detector = ConceptDetector.load(args.detector)
     if detector.concept_type != kind:
@@ -112,9 +113,13 @@ def _saved(args: argparse.Namespace, kind: str) -> tuple[Any, Any, Any]:
             f"--detector {args.detector} holds {detector.concept_type} concepts, "
             f"--concepts asks for {kind}"
         )
-    lens = ConceptLens(args.model, device=args.device)
+    images = is_image_folder(args.dataset)  # letterboxed, as superact run reads image folders
+    lens = ConceptLens(args.model, device=args.device, **({"letterbox": True} if images else {}))
     detector.check_model(lens)
-    dataset = load_dataset(args.dataset, seed=args.seed)
+    if images:
+        dataset = load_image_run_data(args.dataset, seed=args.seed)
+    else:
+        dataset = load_dataset(args.dataset, seed=args.seed)
     if list(dataset.concepts) != list(detector.concepts):
         raise InputError(
             f"--detector {args.detector}: its concepts {detector.concepts} are not the "
@@ -171,20 +176,30 @@ def _localize(
         save_heatmap_page,
         save_heatmaps,
     )
+    from superact_lens.localization.vision import (
+        IMAGE_BASELINE,
+        image_cases_masks,
+        save_patch_heatmaps,
+    )
 
     lens, dataset, detector = (_saved if args.detector else _calibrated)(args, kind)
     if not args.detector:  # reuse it next time with --detector OUT/detector
         detector.save(out / "detector")
     t_calibrate = time.perf_counter() - t0
     test_rows = [int(r) for r in dataset.split_indices("test")]
-    offsets = lens.content_offsets([dataset.texts[r] for r in test_rows])
-    test_masks = token_masks(dataset.select(test_rows), offsets)
-    masks: dict[int, Any] = dict(zip(test_rows, test_masks, strict=True))
+    images = bool(getattr(dataset, "is_image", False))
+    if images:  # positives without a concept mask have no ground truth: left out
+        masks, located = image_cases_masks(lens, dataset, test_rows, f"--dataset {args.dataset}")
+    else:
+        offsets = lens.content_offsets([dataset.texts[r] for r in test_rows])
+        test_masks = token_masks(dataset.select(test_rows), offsets)
+        masks = dict(zip(test_rows, test_masks, strict=True))
+        located = dataset.labels
     cases = select_cases(
         lens,
         detector,
         dataset.texts,
-        dataset.labels,
+        located,
         masks,
         test_rows,
         max_per_concept=args.max_samples,
@@ -214,7 +229,10 @@ def _localize(
             "n_bootstrap": args.n_bootstrap,
             "attribution": vars(config),
             "curve_points": args.curve_points or "every token",
-            "baseline": "the pad token's input embedding in place of each removed content token",
+            "unit": "patch" if images else "token",
+            "baseline": IMAGE_BASELINE
+            if images
+            else "the pad token's input embedding in place of each removed content token",
             "seconds": seconds,
             "seconds_calibration": t_calibrate,
         },
@@ -231,7 +249,9 @@ def _localize(
         ],
     }
     figures, page = [], None
-    if args.heatmaps:
+    if args.heatmaps and images:  # patch-grid overlays over the image (no token page)
+        figures = save_patch_heatmaps(cases, dataset, lens, list(detector.concepts), out)
+    elif args.heatmaps:
         figures = save_heatmaps(cases, list(detector.concepts), out)
         page = save_heatmap_page(cases, list(detector.concepts), out / "localize.html")
     (out / "localize.json").write_text(json.dumps(results, indent=2))

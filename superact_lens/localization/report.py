@@ -60,6 +60,7 @@ def render_markdown(
 ) -> str:
     """The report: setup, the three tables, the heat maps."""
     summary, paired, setup = results["summary"], results["local_minus_global"], results["setup"]
+    unit = setup.get("unit", "token")
     lines = ["# Localisation: global concept vector vs SuperActivator local target", ""]
     if command:
         lines += ["```", command, "```", ""]
@@ -68,12 +69,12 @@ def render_markdown(
         f"`{setup['concept_type']}`; {setup['n_cases']} (sample, concept) pairs: positive test "
         f"samples with at least one SuperActivator (at most {setup['max_samples']} per concept). "
         f"Objective `f(x; target) = mean_t cos(z_hat_t(x), target)` at each concept's detector "
-        f"layer; text baseline: {setup['baseline']}. Means with 95% bootstrap intervals "
+        f"layer; baseline: {setup['baseline']}. Means with 95% bootstrap intervals "
         f"({setup['n_bootstrap']} resamples). Time: {setup['seconds']:.0f} s.",
         "",
         "## Accuracy and faithfulness (raw areas under f)",
         "",
-        "AUROC and F1 against the in-concept token mask: higher is better. Insertion: "
+        f"AUROC and F1 against the in-concept {unit} mask: higher is better. Insertion: "
         "higher is better; deletion: lower is better.",
         "",
     ]
@@ -84,7 +85,7 @@ def render_markdown(
         "## Normalised faithfulness",
         "",
         "Each sample's two curves min-max rescaled to [0, 1] over the range they span "
-        "together (the local target is built from the text itself, so its raw f is "
+        "together (the local target is built from the input itself, so its raw f is "
         "larger everywhere; this puts both targets on one scale).",
         "",
     ]
