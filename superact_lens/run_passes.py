@@ -204,6 +204,10 @@ def merge_pass2(
         for kind in kinds:
             part, whole = st[kind], out[kind]
             ids, chunk_offsets = part["ids"], part["offsets"]
+            if not torch.equal(ids, st[kinds[0]]["ids"]) or not torch.equal(
+                chunk_offsets, st[kinds[0]]["offsets"]
+            ):
+                raise RuntimeError(f"{state.pass2}: chunk {j} scores other tokens for {kind}")
             chunk_lengths = chunk_offsets.diff()
             shift = torch.repeat_interleave(offsets[ids] - chunk_offsets[:-1], chunk_lengths)
             dest = torch.arange(int(chunk_offsets[-1])) + shift

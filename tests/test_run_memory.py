@@ -1,0 +1,112 @@
+"""What a run holds per sample: packed token masks, and the cal+test scores merged
+into place (one copy) from the pass-2 chunks (issue 14, item 4)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from superact_lens.data import make_synthetic_dataset, token_masks
+from superact_lens.run_masks import PackedMasks, text_masks
+from superact_lens.run_passes import merge_pass2, sample_range
+from superact_lens.runstate import RunState
+from superact_lens.scores import TokenScores
+from superact_lens.stats import ScoreRows, save_state
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "_timing.py"
+_spec = importlib.util.spec_from_file_location("_bench_timing_run_memory", _PATH)
+timing = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(timing)
+
+
+def random_scores(n: int, seed: int, n_layers: int = 3, n_cols: int = 4) -> TokenScores:
+    """Samples of 0..39 tokens (lengths depend on ``n`` only: every kind of a run
+    scores the same tokens), random scores from ``seed``."""
+    lengths = torch.randint(0, 40, (n,), generator=torch.Generator().manual_seed(n))
+    gen = torch.Generator().manual_seed(seed)
+    offsets = torch.zeros(n + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(lengths, 0)
+    return TokenScores(
+        layers=list(range(n_layers)),
+        concepts=[f"c{i}" for i in range(n_cols)],
+        tokens=torch.randn(n_layers, int(offsets[-1]), n_cols, generator=gen),
+        offsets=offsets,
+        cls=torch.randn(n_layers, n, n_cols, generator=gen),
+        metadata={"kind": "test"},
+    )
+
+
+def write_chunks(state: RunState, scores: dict[str, TokenScores], n: int, seed: int) -> int:
+    """Cut samples 0..n-1, shuffled, into uneven chunks; commit each as stream_pass2 does."""
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=gen)
+    cuts = sorted(torch.randint(1, n, (6,), generator=gen).unique().tolist())
+    parts = torch.tensor_split(order, cuts)
+    state.pass2.mkdir(parents=True, exist_ok=True)
+    for j, ids in enumerate(parts):
+        save_state(
+            state.chunk_path(state.pass2, j),
+            {
+                kind: ScoreRows(s.layers, s.concepts, s.metadata)
+                .add(ids, s.select_samples(ids))
+                .state_dict()
+                for kind, s in scores.items()
+            },
+        )
+    return len(parts)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_merged_scores_equal_the_one_pass_scores_and_splits_are_views(tmp_path, seed):
+    n = 300
+    scores = {"a": random_scores(n, seed), "b": random_scores(n, seed + 10, n_cols=2)}
+    state = RunState(tmp_path)
+    n_chunks = write_chunks(state, scores, n, seed)
+    merged = merge_pass2(state, ["a", "b"], n_chunks, n)
+    for kind, want in scores.items():
+        got = merged[kind]
+        assert torch.equal(got.tokens, want.tokens) and torch.equal(got.offsets, want.offsets)
+        assert torch.equal(got.cls, want.cls) and got.metadata == want.metadata
+        assert (got.layers, got.concepts) == (want.layers, want.concepts)
+        part = sample_range(got, 100, 250)
+        ref = want.select_samples(torch.arange(100, 250))
+        assert torch.equal(part.tokens, ref.tokens) and torch.equal(part.offsets, ref.offsets)
+        assert torch.equal(part.cls, ref.cls)
+        assert part.tokens.untyped_storage().data_ptr() == got.tokens.untyped_storage().data_ptr()
+
+
+def test_merging_holds_one_copy_of_the_scores(tmp_path):
+    """Peak of new tensor memory while merging: the merged scores plus about a chunk
+    (concatenating the chunks then reordering them held three copies)."""
+    n = 2000
+    scores = {"a": random_scores(n, 0, n_cols=8)}
+    state = RunState(tmp_path)
+    n_chunks = write_chunks(state, scores, n, 0)
+    size = scores["a"].tokens.nbytes + scores["a"].cls.nbytes
+    peak = timing.peak_new_bytes(lambda: merge_pass2(state, ["a"], n_chunks, n))
+    assert size <= peak < 1.6 * size
+
+
+def test_a_missing_chunk_is_an_error(tmp_path):
+    n = 50
+    state = RunState(tmp_path)
+    n_chunks = write_chunks(state, {"a": random_scores(n, 3)}, n, 3)
+    with pytest.raises(RuntimeError, match="incomplete"):
+        merge_pass2(state, ["a"], n_chunks - 1, n)
+
+
+def test_packed_masks_equal_the_per_sample_masks(minilm_lens):
+    ds = make_synthetic_dataset(n=40, seed=2)
+    want = token_masks(ds, minilm_lens.content_offsets(ds.texts))
+    packed = text_masks(minilm_lens, ds)
+    assert len(packed) == len(want)
+    assert all(torch.equal(a, b) for a, b in zip(packed, want, strict=True))
+    rows = [5, 0, 39, 17, 17]
+    assert torch.equal(packed.stack(rows), torch.cat([want[i] for i in rows]))
+    sub = PackedMasks.from_rows(packed, rows)
+    assert all(torch.equal(sub[k], want[i]) for k, i in enumerate(rows))
+    again = PackedMasks.from_list(want, ds.n_concepts)
+    assert torch.equal(again.data, packed.data) and torch.equal(again.offsets, packed.offsets)
