@@ -179,6 +179,7 @@ def _localize(
     from superact_lens.localization.vision import (
         IMAGE_BASELINE,
         image_cases_masks,
+        interleave_concepts,
         save_patch_heatmaps,
     )
 
@@ -208,6 +209,8 @@ def _localize(
     )
     if not cases:
         raise InputError("no positive test sample contains a SuperActivator: nothing to localise")
+    if images:  # the heat maps (the first cases) then show one image per concept
+        cases = interleave_concepts(cases)
     localizer = Localizer(lens, detector, config)
     evaluate_cases(
         localizer,

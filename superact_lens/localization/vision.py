@@ -36,7 +36,7 @@ from superact_lens.vision.masks import patch_grid_masks
 from .evaluate import LocalizationCase
 from .methods import METHOD_LABELS
 
-__all__ = ["IMAGE_BASELINE", "image_cases_masks", "save_patch_heatmaps"]
+__all__ = ["IMAGE_BASELINE", "image_cases_masks", "interleave_concepts", "save_patch_heatmaps"]
 
 IMAGE_BASELINE = (
     "the mean-colour patch (the patch embedding of normalised pixel values 0, the "
@@ -73,6 +73,16 @@ def image_cases_masks(
             "against"
         )
     return masks, located
+
+
+def interleave_concepts(cases: list[LocalizationCase]) -> list[LocalizationCase]:
+    """The cases in rounds, one per concept per round (concept order kept within a round),
+    so the first few, whose maps are drawn, span the concepts instead of the first one."""
+    by_concept: dict[int, list[LocalizationCase]] = {}
+    for case in cases:
+        by_concept.setdefault(case.concept, []).append(case)
+    rounds = max((len(v) for v in by_concept.values()), default=0)
+    return [v[i] for i in range(rounds) for v in by_concept.values() if i < len(v)]
 
 
 def _view(dataset: Any, row: int, c: int, encoder: Any, scale: int):

@@ -77,3 +77,15 @@ def test_an_image_folder_without_masks_is_refused(image_setup: Path, tmp_path: P
     err = capsys.readouterr().err
     assert "no positive test image has a concept mask" in err and str(data) in err
     assert not (tmp_path / "new").exists()
+
+
+def test_cases_are_interleaved_by_concept_for_the_heat_maps():
+    import torch
+
+    from superact_lens.localization.evaluate import LocalizationCase
+    from superact_lens.localization.vision import interleave_concepts
+
+    cases = [LocalizationCase(r, c, "", torch.zeros(1, dtype=torch.bool)) for r, c in
+             [(1, 0), (2, 0), (3, 0), (4, 2), (5, 5), (6, 5)]]  # fmt: skip
+    order = [(case.row, case.concept) for case in interleave_concepts(cases)]
+    assert order == [(1, 0), (4, 2), (5, 5), (2, 0), (6, 5), (3, 0)]
