@@ -114,12 +114,13 @@ def _saved(args: argparse.Namespace, kind: str) -> tuple[Any, Any, Any]:
             f"--concepts asks for {kind}"
         )
     images = is_image_folder(args.dataset)  # letterboxed, as superact run reads image folders
-    lens = ConceptLens(args.model, device=args.device, **({"letterbox": True} if images else {}))
+    lens = ConceptLens(args.model, device=args.device, letterbox=images)
     detector.check_model(lens)
-    if images:
-        dataset = load_image_run_data(args.dataset, seed=args.seed)
-    else:
-        dataset = load_dataset(args.dataset, seed=args.seed)
+    dataset: Any = (
+        load_image_run_data(args.dataset, seed=args.seed)
+        if images
+        else load_dataset(args.dataset, seed=args.seed)
+    )
     if list(dataset.concepts) != list(detector.concepts):
         raise InputError(
             f"--detector {args.detector}: its concepts {detector.concepts} are not the "
@@ -251,14 +252,17 @@ def _localize(
             for case in cases
         ],
     }
-    figures, page = [], None
+    figures: list[str] = []
+    page: Path | None = None
     if args.heatmaps and images:  # patch-grid overlays over the image (no token page)
         figures = save_patch_heatmaps(cases, dataset, lens, list(detector.concepts), out)
     elif args.heatmaps:
         figures = save_heatmaps(cases, list(detector.concepts), out)
         page = save_heatmap_page(cases, list(detector.concepts), out / "localize.html")
     (out / "localize.json").write_text(json.dumps(results, indent=2))
-    markdown = render_markdown(results, figures, command=_command(args), page=page and page.name)
+    markdown = render_markdown(
+        results, figures, command=_command(args), page=page.name if page else None
+    )
     (out / "localize.md").write_text(markdown)
     print(f"report: {out / 'localize.md'}")
     print(f"results: {out / 'localize.json'}")

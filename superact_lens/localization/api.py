@@ -110,14 +110,14 @@ def localize(
             must contain one) or ``"global"`` (the concept vector).
         config: budgets of the methods.
     """
-    texts = check_images(texts) if lens.is_vision else check_texts(texts)
+    items: list[Any] = check_images(texts) if lens.is_vision else check_texts(texts)
     if method not in METHODS:
         raise InputError(f"method: unknown attribution method {method!r}; choose from {METHODS}")
     if target not in TARGETS:
         raise InputError(f"target: expected one of {TARGETS}, got {target!r}")
     localizer = Localizer(lens, detector, config)
     out = []
-    for i, text in enumerate(texts):
+    for i, text in enumerate(items):
         problem, sa = localizer.problem(text, concept)
         if target == "local" and not bool(sa.any()):
             raise InputError(

@@ -53,6 +53,7 @@ from superact_lens.adapters.tokenize import TokenBatch
 from superact_lens.adapters.transformer_lens import _shadow
 from superact_lens.adapters.vision import vision_config
 from superact_lens.errors import InputError, InputTypeError
+from superact_lens.vision.inputs import ImageBatch
 
 __all__ = ["TruncatedForward", "unit_labels"]
 
@@ -162,13 +163,14 @@ class TruncatedForward:
         return accepted
 
     # --- embeddings --------------------------------------------------------------------
-    def embed(self, batch: TokenBatch) -> Float[Tensor, "batch pos d"]:
+    def embed(self, batch: TokenBatch | ImageBatch) -> Float[Tensor, "batch pos d"]:
         """The token-embedding layer's output for ``batch`` (no gradient); for images the
         patch embeddings ``[B, pos, d]`` with zeros at the prefix positions."""
         with torch.no_grad():
             if not self.is_vision:
                 return first_tensor(self.embedding(batch.input_ids)).detach()
-            patches = _as_patches(first_tensor(self.embedding(batch.pixel_values))).detach()
+            pixels = batch.model_inputs()["pixel_values"]
+            patches = _as_patches(first_tensor(self.embedding(pixels))).detach()
             prefix = patches.new_zeros(patches.shape[0], self.n_prefix, patches.shape[2])
             return torch.cat([prefix, patches], dim=1)
 
@@ -192,7 +194,7 @@ class TruncatedForward:
 
     # --- the forward -------------------------------------------------------------------
     def __call__(
-        self, batch: TokenBatch, embeds: Float[Tensor, "B pos d"]
+        self, batch: TokenBatch | ImageBatch, embeds: Float[Tensor, "B pos d"]
     ) -> Float[Tensor, "B pos d_model"]:
         n_rows = embeds.shape[0]
         inputs = batch.model_inputs()
