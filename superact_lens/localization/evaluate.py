@@ -33,7 +33,14 @@ from superact_lens.errors import InputError
 from .api import Localizer
 from .forward import unit_labels
 from .methods import METHODS
-from .metrics import auroc, best_f1, bootstrap_mean, curve_area, insertion_deletion
+from .metrics import (
+    auroc,
+    best_f1,
+    bootstrap_mean,
+    curve_area,
+    curve_masks,
+    insertion_deletion,
+)
 from .targets import TARGETS
 
 __all__ = [
@@ -153,30 +160,38 @@ def evaluate_cases(
     try:
         for k, case in enumerate(cases):
             problem, sa = localizer.problem(case.text, case.concept)
+            problem.reuse = localizer.config.reuse
             if len(case.mask) != problem.n_tokens:
                 raise RuntimeError(f"row {case.row}: token mask and tokenisation disagree")
             if k < keep_maps:
                 case.tokens = unit_labels(localizer.lens, problem.batch)
                 case.superactivators = sa.tolist()
+            # every map first (the second target reuses the first's masked forwards),
+            # then every curve mask in full batches, then the scores
+            maps: dict[tuple[str, str], Tensor] = {}
+            target_of: dict[str, Tensor] = {}
             for target in targets:
-                localizer.set_target(problem, case.concept, target, sa)
+                target_of[target] = localizer.set_target(problem, case.concept, target, sa).target
                 for method in methods:
-                    attr = localizer.attribute(problem, method)
-                    curves = insertion_deletion(problem, attr, n_points)
-                    case.records.append(
-                        {
-                            "target": target,
-                            "method": method,
-                            "auroc": auroc(attr, case.mask),
-                            "f1": best_f1(attr, case.mask),
-                            "insertion": curves["insertion"],
-                            "deletion": curves["deletion"],
-                            **_faithfulness(curves),
-                        }
-                    )
-                    if k < keep_maps:
-                        case.maps.setdefault(target, {})[method] = attr.tolist()
+                    maps[target, method] = localizer.attribute(problem, method)
                     bar.update(1)
+            problem.prefetch(torch.cat([curve_masks(m, n_points)[1] for m in maps.values()]))
+            for (target, method), attr in maps.items():
+                problem.target = target_of[target]
+                curves = insertion_deletion(problem, attr, n_points)
+                case.records.append(
+                    {
+                        "target": target,
+                        "method": method,
+                        "auroc": auroc(attr, case.mask),
+                        "f1": best_f1(attr, case.mask),
+                        "insertion": curves["insertion"],
+                        "deletion": curves["deletion"],
+                        **_faithfulness(curves),
+                    }
+                )
+                if k < keep_maps:
+                    case.maps.setdefault(target, {})[method] = attr.tolist()
     finally:
         bar.close()
     return cases

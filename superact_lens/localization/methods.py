@@ -64,6 +64,9 @@ class AttributionConfig:
         rise_p: RISE keep probability.
         batch_size: masked copies (or IG steps) per forward pass.
         seed: seed of the sampled methods.
+        reuse: run each distinct masked input of a text once, for both targets and
+            every curve (:class:`~superact_lens.localization.objective.TextObjective`);
+            False runs every row again (the slower reference path; same results).
     """
 
     n_steps: int = 16
@@ -71,6 +74,7 @@ class AttributionConfig:
     rise_p: float = 0.5
     batch_size: int = 64
     seed: int = 0
+    reuse: bool = True
 
     def __post_init__(self) -> None:
         for name in ("n_steps", "n_samples", "batch_size"):

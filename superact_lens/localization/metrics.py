@@ -30,6 +30,7 @@ __all__ = [
     "best_f1",
     "bootstrap_mean",
     "curve_area",
+    "curve_masks",
     "curve_steps",
     "insertion_deletion",
     "ranking_masks",
@@ -101,6 +102,16 @@ def curve_steps(n_tokens: int, n_points: int | None = None) -> list[int]:
     return sorted({round(j * n_tokens / (n_points - 1)) for j in range(n_points)})
 
 
+def curve_masks(
+    scores: Float[Tensor, " n"], n_points: int | None = None
+) -> tuple[list[int], Float[Tensor, "2m n"]]:
+    """The token counts of the curves and their keep-masks: the ``m`` insertion masks
+    (top-k tokens kept) followed by the ``m`` deletion masks (top-k tokens removed)."""
+    steps = curve_steps(len(scores), n_points)
+    inserted = ranking_masks(scores)[steps]
+    return steps, torch.cat([inserted, 1 - inserted])
+
+
 def insertion_deletion(
     problem: Any, scores: Float[Tensor, " n"], n_points: int | None = None
 ) -> dict[str, Any]:
@@ -112,10 +123,9 @@ def insertion_deletion(
     at ``n_points`` evenly spaced fractions (:func:`curve_steps`). Returns the
     token fractions, the curves and their areas.
     """
-    steps = curve_steps(len(scores), n_points)
-    inserted = ranking_masks(scores)[steps]
-    values = problem.f_keep(torch.cat([inserted, 1 - inserted])).double().cpu()
-    insertion, deletion = values[: len(inserted)], values[len(inserted) :]
+    steps, masks = curve_masks(scores, n_points)
+    values = problem.f_keep(masks).double().cpu()
+    insertion, deletion = values[: len(steps)], values[len(steps) :]
     fractions = torch.tensor(steps, dtype=torch.float64) / max(len(scores), 1)
     return {
         "fractions": fractions.tolist(),
