@@ -138,3 +138,47 @@ def test_letterbox_padding_patches_are_not_attributed(method):
     for target in ("global", "local"):
         (m,) = localize(lens, planted_detector(), [image], "animal", method=method, target=target)
         assert m.shape == (8,) and int(m.argmax()) == 2
+
+
+def _random_detector(width: int, layer: int = 1):
+    """One random concept vector at ``layer``; threshold -1: every patch is a SuperActivator."""
+    from superact_lens.concepts.bank import ConceptBank
+    from superact_lens.detection.artefact import ConceptDetector, ModelIdentity
+    from superact_lens.detection.superact import SuperActivatorDetector
+    from superact_lens.normalization import Normalizer
+
+    g = torch.Generator().manual_seed(0)
+    vector = torch.randn(1, 1, width, generator=g)
+    bank = ConceptBank(layers=[layer], names=["c"], vectors=vector, cosine=True, kind="mean")
+    normalizer = Normalizer(
+        layers=[layer], mean=torch.zeros(1, width), scale=torch.ones(1, width) * 2.0
+    )
+    det = SuperActivatorDetector()
+    det.layer_, det.column_ = torch.tensor([layer]), torch.tensor([0])
+    det.threshold_, det.n_columns_ = torch.tensor([-1.0]), 1
+    return ConceptDetector(
+        bank=bank,
+        normalizer=normalizer,
+        detector=det,
+        concepts=["c"],
+        concept_type="mean",
+        model=ModelIdentity("tiny-vit", 3, width, "-"),
+    )
+
+
+def test_every_adapter_path_gives_the_same_patch_maps(vision_folders):
+    """Gradient (gradient x input) and batched perturbation (occlusion) maps, both targets."""
+    from tests.vision.conftest import WIDTH
+
+    detector = _random_detector(WIDTH)
+    images = _images()
+    expected: dict[tuple[str, str], list[torch.Tensor]] = {}
+    for how in ("folder", "nnsight", "bridge_fast", "bridge_hooks"):
+        lens = _lens("vit", how, vision_folders["vit"], letterbox=True)
+        for target in ("global", "local"):
+            for method in ("gradxinput", "occlusion"):
+                maps = localize(lens, detector, images, "c", method=method, target=target)
+                assert [len(m) for m in maps] == [16, 8]  # letterbox padding left out
+                want = expected.setdefault((target, method), maps)
+                for got, ref in zip(maps, want, strict=True):
+                    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4, msg=how)
