@@ -179,6 +179,7 @@ def _localize(
     )
     from superact_lens.localization.vision import (
         IMAGE_BASELINE,
+        by_concept,
         image_cases_masks,
         interleave_concepts,
         save_patch_heatmaps,
@@ -252,10 +253,14 @@ def _localize(
             for case in cases
         ],
     }
+    if images:  # where the local target comes from, concept by concept
+        results["by_concept"] = by_concept(localizer, cases, args.n_bootstrap, args.seed)
     figures: list[str] = []
     page: Path | None = None
     if args.heatmaps and images:  # patch-grid overlays over the image (no token page)
-        figures = save_patch_heatmaps(cases, dataset, lens, list(detector.concepts), out)
+        figures = save_patch_heatmaps(
+            cases, dataset, lens, list(detector.concepts), out, limit=args.heatmaps
+        )
     elif args.heatmaps:
         figures = save_heatmaps(cases, list(detector.concepts), out)
         page = save_heatmap_page(cases, list(detector.concepts), out / "localize.html")

@@ -105,6 +105,8 @@ def render_markdown(
     for method, per_metric in paired.items():
         cells = [f"{_cell(per_metric[m])}: {_verdict(per_metric[m], m)}" for m in metrics]
         lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    if results.get("by_concept"):
+        lines += _by_concept(results["by_concept"], unit)
     if figures:
         lines += ["", "## Heat maps", ""]
         if page:
@@ -116,6 +118,46 @@ def render_markdown(
             ]
         lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _by_concept(per: dict[str, Any], unit: str) -> list[str]:
+    """Concept by concept: where the SuperActivators are, and local - global per method."""
+    lines = [
+        "",
+        "## By concept",
+        "",
+        f"SuperActivator {unit}s per sample (the local target is their mean) and the share "
+        f"of them on the concept; then the paired local - global difference per method "
+        "(mean; *yes* / *no* when the 95% interval excludes 0, the local / global target "
+        "better).",
+        "",
+        f"| Concept | layer | pairs | SuperActivators | on concept | in-concept {unit}s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in per.items():
+        lines.append(
+            f"| {name} | {entry['layer']} | {entry['n_cases']} | {entry['superactivators']:.1f} "
+            f"| {entry['superactivators_on_concept']:.0%} | {entry['in_concept_units']:.1f} |"
+        )
+    methods = list(dict.fromkeys(m for e in per.values() for m in e["local_minus_global"]))
+    for metric in ("auroc", "deletion_norm"):
+        lines += [
+            "",
+            f"local - global, {metric}:",
+            "",
+            "| Concept | " + " | ".join(METHOD_LABELS.get(m, m) for m in methods) + " |",
+            "|" + "---|" * (len(methods) + 1),
+        ]
+        for name, entry in per.items():
+            cells = []
+            for m in methods:
+                stat = entry["local_minus_global"].get(m, {}).get(metric, {})
+                verdict = _verdict(stat, metric)
+                mark = {"yes": " yes", "no (global better)": " no"}.get(verdict, "")
+                mean = stat.get("mean", float("nan")) if stat else float("nan")
+                cells.append("n/a" if not np.isfinite(mean) else f"{mean:+.3f}{mark}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _scaled(values: list[float]) -> np.ndarray:

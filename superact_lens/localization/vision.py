@@ -33,10 +33,16 @@ from superact_lens.plots._common import finish, new_figure
 from superact_lens.plots.patches import draw_patch_overlay, score_grid
 from superact_lens.vision.masks import patch_grid_masks
 
-from .evaluate import LocalizationCase
+from .evaluate import LocalizationCase, local_minus_global
 from .methods import METHOD_LABELS
 
-__all__ = ["IMAGE_BASELINE", "image_cases_masks", "interleave_concepts", "save_patch_heatmaps"]
+__all__ = [
+    "IMAGE_BASELINE",
+    "by_concept",
+    "image_cases_masks",
+    "interleave_concepts",
+    "save_patch_heatmaps",
+]
 
 IMAGE_BASELINE = (
     "the mean-colour patch (the patch embedding of normalised pixel values 0, the "
@@ -83,6 +89,32 @@ def interleave_concepts(cases: list[LocalizationCase]) -> list[LocalizationCase]
         by_concept.setdefault(case.concept, []).append(case)
     rounds = max((len(v) for v in by_concept.values()), default=0)
     return [v[i] for i in range(rounds) for v in by_concept.values() if i < len(v)]
+
+
+def by_concept(
+    localizer: Any, cases: list[LocalizationCase], n_bootstrap: int = 1000, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Per concept: its layer, pairs, SuperActivator patches per image and the share of
+    them on the concept (the local target is their mean), and the paired local - global
+    differences over its pairs (:func:`.evaluate.local_minus_global`)."""
+    detector = localizer.detector
+    out: dict[str, dict[str, Any]] = {}
+    for c in sorted({case.concept for case in cases}):
+        chosen = [case for case in cases if case.concept == c]
+        n_sa, on = 0, 0
+        for case in chosen:
+            _, sa = localizer.problem(case.text, c)
+            n_sa += int(sa.sum())
+            on += int((sa.cpu() & case.mask).sum())
+        out[detector.concepts[c]] = {
+            "layer": detector.layer_of(c),
+            "n_cases": len(chosen),
+            "superactivators": n_sa / len(chosen),
+            "superactivators_on_concept": on / max(n_sa, 1),
+            "in_concept_units": float(np.mean([float(case.mask.sum()) for case in chosen])),
+            "local_minus_global": local_minus_global(chosen, n_bootstrap, seed),
+        }
+    return out
 
 
 def _view(dataset: Any, row: int, c: int, encoder: Any, scale: int):

@@ -57,6 +57,12 @@ def test_localize_on_image_patches(image_setup: Path):
     (png,) = out.glob("localize_row*.png")
     assert png.read_bytes()[:8] == PNG and png.name in report
     assert not (out / "localize.html").exists()  # the token page does not draw patches
+    per = results["by_concept"]
+    assert sum(e["n_cases"] for e in per.values()) == setup["n_cases"]
+    for name, entry in per.items():  # a pair needs a SuperActivator: at least one per image
+        assert entry["superactivators"] >= 1 and 0 <= entry["superactivators_on_concept"] <= 1
+        assert set(entry["local_minus_global"]) == {"direct", "ig", "occlusion"}
+        assert f"| {name} | {entry['layer']} |" in report
 
     # the saved detector reproduces the run without calibrating
     again = image_setup / "again"
