@@ -122,16 +122,17 @@ def render_markdown(
 
 def _by_concept(per: dict[str, Any], unit: str) -> list[str]:
     """Concept by concept: where the SuperActivators are, and local - global per method."""
+    units = "patches" if unit == "patch" else f"{unit}s"
     lines = [
         "",
         "## By concept",
         "",
-        f"SuperActivator {unit}s per sample (the local target is their mean) and the share "
+        f"SuperActivator {units} per sample (the local target is their mean) and the share "
         f"of them on the concept; then the paired local - global difference per method "
         "(mean; *yes* / *no* when the 95% interval excludes 0, the local / global target "
         "better).",
         "",
-        f"| Concept | layer | pairs | SuperActivators | on concept | in-concept {unit}s |",
+        f"| Concept | layer | pairs | SuperActivators | on concept | in-concept {units} |",
         "|---|---|---|---|---|---|",
     ]
     for name, entry in per.items():
