@@ -13,7 +13,10 @@ curves.
 * :mod:`.metrics` — AUROC, best F1, insertion/deletion, bootstrap;
 * :mod:`.api` — :func:`localize`, :class:`Localizer`;
 * :mod:`.evaluate` — the benchmark over a dataset's positive test samples;
-* :mod:`.report` — ``localize.md`` and heat maps.
+* :mod:`.report` — ``localize.md`` and heat maps;
+* :mod:`.vision` — images: patch masks as ground truth, patch-grid heat maps
+  (the attribution unit of an image is a content patch; :mod:`.forward` perturbs
+  the patch embeddings).
 """
 
 from .api import Localizer, localize
