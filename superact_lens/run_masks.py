@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
@@ -45,7 +46,9 @@ class PackedMasks(Sequence[Tensor]):
         return cls(data, offsets)
 
     @classmethod
-    def from_rows(cls, masks: PackedMasks, rows: Sequence[int] | Tensor) -> PackedMasks:
+    def from_rows(
+        cls, masks: PackedMasks, rows: Sequence[int] | np.ndarray | Tensor
+    ) -> PackedMasks:
         """The masks of samples ``rows`` of ``masks``, packed in that order."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         lengths = masks.offsets[rows + 1] - masks.offsets[rows]
@@ -67,7 +70,7 @@ class PackedMasks(Sequence[Tensor]):
     def __iter__(self) -> Iterator[Tensor]:
         return (self[i] for i in range(len(self)))
 
-    def stack(self, rows: Sequence[int] | Tensor) -> Bool[Tensor, "n_tokens C"]:
+    def stack(self, rows: Sequence[int] | np.ndarray | Tensor) -> Bool[Tensor, "n_tokens C"]:
         """The masks of samples ``rows``, concatenated in that order."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         starts = self.offsets[rows]
