@@ -11,8 +11,9 @@ Two streaming passes over the data, never holding residuals:
 Then every detector is calibrated on CAL (layer, N or threshold per concept)
 and evaluated on TEST with bootstrap confidence intervals.
 
-Both passes stream a fixed plan of chunks (:mod:`superact_lens.runstate`): each
-chunk's mergeable statistics are committed to disk as it finishes, so a killed
+Both passes stream a fixed plan of chunks (:mod:`superact_lens.runstate`,
+:mod:`superact_lens.run_passes`): each chunk's mergeable statistics are committed
+to disk as it finishes, so a killed
 run resumes where it stopped, and several processes (``run_rank`` on each rank
 of a torch.distributed group) can share the chunks; the merged state, and so
 ``results``, is the same bit for bit in every case.
