@@ -13,10 +13,9 @@ and evaluated on TEST with bootstrap confidence intervals.
 
 Both passes stream a fixed plan of chunks (:mod:`superact_lens.runstate`,
 :mod:`superact_lens.run_passes`): each chunk's mergeable statistics are committed
-to disk as it finishes, so a killed
-run resumes where it stopped, and several processes (``run_rank`` on each rank
-of a torch.distributed group) can share the chunks; the merged state, and so
-``results``, is the same bit for bit in every case.
+to disk as it finishes, so a killed run resumes where it stopped, and several
+processes (``run_rank`` on each rank of a torch.distributed group) can share the
+chunks; the merged state, and so ``results``, is the same bit for bit in every case.
 
 With ``"prompt"`` among the methods (generative models only, off by default: it
 costs one forward pass per test sample and concept), the model is loaded once
