@@ -21,6 +21,8 @@ from superact_lens.errors import InputError
 __all__ = ["add_parser", "run"]
 
 _DEFAULT_METHODS = "direct,gradxinput,ig,occlusion,rise,lime,kernelshap"
+# the budgets' defaults; localize.md's command names those a run changed
+_BUDGETS = {"n_steps": 16, "n_samples": 32, "curve_points": 11, "batch_size": 64, "seed": 0}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,16 +49,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="at most this many positive test samples per concept (default 2)",
     )
     p.add_argument("--detector", default=None, help="a saved detector folder (skip calibration)")
-    p.add_argument("--n-steps", type=int, default=16, help="Integrated Gradients steps")
-    p.add_argument("--n-samples", type=int, default=32, help="masks for RISE, LIME, KernelSHAP")
+    p.add_argument(
+        "--n-steps", type=int, default=_BUDGETS["n_steps"], help="Integrated Gradients steps"
+    )
+    p.add_argument(
+        "--n-samples",
+        type=int,
+        default=_BUDGETS["n_samples"],
+        help="masks for RISE, LIME, KernelSHAP",
+    )
     p.add_argument(
         "--curve-points",
         type=int,
-        default=11,
+        default=_BUDGETS["curve_points"],
         help="points per insertion/deletion curve (0: after every token)",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="masked inputs per forward pass")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=_BUDGETS["batch_size"],
+        help="masked inputs per forward pass",
+    )
+    p.add_argument("--seed", type=int, default=_BUDGETS["seed"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--n-bootstrap", type=int, default=1000)
     p.add_argument("--heatmaps", type=int, default=4, help="samples drawn as heat maps")
@@ -137,6 +151,9 @@ def _command(args: argparse.Namespace) -> str:
     parts += ["--max-samples", str(args.max_samples)]
     if args.detector:
         parts += ["--detector", args.detector]
+    for name, default in _BUDGETS.items():
+        if getattr(args, name) != default:
+            parts += ["--" + name.replace("_", "-"), str(getattr(args, name))]
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 

@@ -34,6 +34,7 @@ def test_localize_writes_the_table_and_heatmaps(tiny_setup, capsys):
         assert {"auroc", "f1", "insertion", "deletion"} <= set(per_target["local"])
     report = (out / "localize.md").read_text()
     assert "| Occlusion |" in report and "SuperActivator" in report
+    assert "--n-samples 8" in report  # the command names the budgets it changed
     assert (out / "detector" / "detector.json").is_file()  # the calibrated detector, for reuse
     pngs = list(out.glob("localize_row*.png"))
     assert len(pngs) == 1 and pngs[0].name in report
