@@ -94,3 +94,12 @@ def images() -> list[Image.Image]:
     rng = np.random.default_rng(0)
     shapes = [(32, 32), (20, 40), (48, 24), (50, 50)]  # (height, width)
     return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in shapes]
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory):
+    """A tiny CLEVR-style folder (48 scenes of 32 px, seed 0), shared read-only: tests
+    that break a folder copy what they need elsewhere."""
+    from superact_lens.data import generate_clevr
+
+    return generate_clevr(tmp_path_factory.mktemp("clevr-tiny") / "clevr", n=48, seed=0, size=32)

@@ -13,18 +13,12 @@ import torch
 from PIL import Image
 
 from superact_lens.cli import main
-from superact_lens.data import generate_clevr
 from superact_lens.detection.artefact import ConceptDetector
 from superact_lens.lens import ConceptLens
 from superact_lens.vision.detect import detect_images
 from superact_lens.vision.masks import load_image_run_data, patch_token_masks
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory) -> Path:
-    return generate_clevr(tmp_path_factory.mktemp("img-run") / "clevr", n=48, seed=0, size=32)
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,11 @@ of an uninterrupted run. A 48-image CLEVR set at 32 px and a random 2-block ViT.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from superact_lens.cli import main
-from superact_lens.data import generate_clevr
 from superact_lens.runstate import FAIL_ENV
 from tests.run_helpers import argv, committed_chunks, results
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory) -> Path:
-    return generate_clevr(tmp_path_factory.mktemp("resume-img") / "clevr", n=48, seed=0, size=32)
 
 
 @pytest.fixture(scope="module")
