@@ -61,23 +61,38 @@ def planted_lens(tokenizer, words=("cat", "dog")) -> ConceptLens:
     return ConceptLens(model, tokenizer=tokenizer)
 
 
-def planted_detector(threshold: float = 0.5) -> ConceptDetector:
-    e0 = torch.zeros(1, 1, D_MODEL)
-    e0[0, 0, 0] = 1.0
-    bank = ConceptBank(layers=[LAYER], names=["animal"], vectors=e0, cosine=True, kind="mean")
+def one_concept_detector(
+    vector: torch.Tensor,
+    scale: float,
+    layer: int,
+    threshold: float,
+    concept: str,
+    model_name: str,
+) -> ConceptDetector:
+    """A SuperActivator detector of one cosine ``mean`` concept ``vector`` (``[d]``) at
+    ``layer``, normalised by ``scale`` (zero mean), with a fixed ``threshold``."""
+    width = vector.shape[-1]
+    bank = ConceptBank(
+        layers=[layer], names=[concept], vectors=vector.reshape(1, 1, width), cosine=True,
+        kind="mean",
+    )  # fmt: skip
     normalizer = Normalizer(
-        layers=[LAYER], mean=torch.zeros(1, D_MODEL), scale=torch.ones(1, D_MODEL)
+        layers=[layer], mean=torch.zeros(1, width), scale=torch.full((1, width), scale)
     )
     det = SuperActivatorDetector()
-    det.layer_ = torch.tensor([LAYER])
-    det.column_ = torch.tensor([0])
-    det.threshold_ = torch.tensor([threshold])
-    det.n_columns_ = 1
+    det.layer_, det.column_ = torch.tensor([layer]), torch.tensor([0])
+    det.threshold_, det.n_columns_ = torch.tensor([threshold]), 1
     return ConceptDetector(
         bank=bank,
         normalizer=normalizer,
         detector=det,
-        concepts=["animal"],
+        concepts=[concept],
         concept_type="mean",
-        model=ModelIdentity("planted", 3, D_MODEL, "-"),
+        model=ModelIdentity(model_name, 3, width, "-"),
     )
+
+
+def planted_detector(threshold: float = 0.5) -> ConceptDetector:
+    e0 = torch.zeros(D_MODEL)
+    e0[0] = 1.0
+    return one_concept_detector(e0, 1.0, LAYER, threshold, "animal", "planted")

@@ -13,6 +13,7 @@ from PIL import Image
 from superact_lens.lens import ConceptLens
 from superact_lens.localization import METHODS, TruncatedForward, localize
 from tests.adapters.helpers import Recorder
+from tests.localization.planted import one_concept_detector
 from tests.vision.conftest import PATCH, SIZE, _build
 
 KINDS_AND_PATHS = [
@@ -142,28 +143,8 @@ def test_letterbox_padding_patches_are_not_attributed(method):
 
 def _random_detector(width: int, layer: int = 1):
     """One random concept vector at ``layer``; threshold -1: every patch is a SuperActivator."""
-    from superact_lens.concepts.bank import ConceptBank
-    from superact_lens.detection.artefact import ConceptDetector, ModelIdentity
-    from superact_lens.detection.superact import SuperActivatorDetector
-    from superact_lens.normalization import Normalizer
-
-    g = torch.Generator().manual_seed(0)
-    vector = torch.randn(1, 1, width, generator=g)
-    bank = ConceptBank(layers=[layer], names=["c"], vectors=vector, cosine=True, kind="mean")
-    normalizer = Normalizer(
-        layers=[layer], mean=torch.zeros(1, width), scale=torch.ones(1, width) * 2.0
-    )
-    det = SuperActivatorDetector()
-    det.layer_, det.column_ = torch.tensor([layer]), torch.tensor([0])
-    det.threshold_, det.n_columns_ = torch.tensor([-1.0]), 1
-    return ConceptDetector(
-        bank=bank,
-        normalizer=normalizer,
-        detector=det,
-        concepts=["c"],
-        concept_type="mean",
-        model=ModelIdentity("tiny-vit", 3, width, "-"),
-    )
+    vector = torch.randn(width, generator=torch.Generator().manual_seed(0))
+    return one_concept_detector(vector, 2.0, layer, -1.0, "c", "tiny-vit")
 
 
 def test_every_adapter_path_gives_the_same_patch_maps(vision_folders):
