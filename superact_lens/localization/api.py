@@ -66,6 +66,7 @@ class Localizer:
             self.detector.normalizer,
             text,
             batch_size=self.config.batch_size,
+            reuse=self.config.reuse,
         )
         resid = problem.resid(problem.x).detach()[0, problem.content]
         return problem, superactivator_mask(self.detector, c, resid)

@@ -160,7 +160,6 @@ def evaluate_cases(
     try:
         for k, case in enumerate(cases):
             problem, sa = localizer.problem(case.text, case.concept)
-            problem.reuse = localizer.config.reuse
             if len(case.mask) != problem.n_tokens:
                 raise RuntimeError(f"row {case.row}: token mask and tokenisation disagree")
             if k < keep_maps:
