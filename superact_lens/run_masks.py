@@ -20,6 +20,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from superact_lens.data import token_masks
+from superact_lens.scores import segment_positions
 
 __all__ = ["PackedMasks", "text_masks"]
 
@@ -74,10 +75,7 @@ class PackedMasks(Sequence[Tensor]):
         """The masks of samples ``rows``, concatenated in that order."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         starts = self.offsets[rows]
-        lengths = self.offsets[rows + 1] - starts
-        new_starts = torch.cumsum(lengths, 0) - lengths
-        shift = torch.repeat_interleave(starts - new_starts, lengths)
-        return self.data[torch.arange(int(lengths.sum())) + shift]
+        return self.data[segment_positions(starts, self.offsets[rows + 1] - starts)]
 
 
 def text_masks(lens: Any, dataset: Any) -> PackedMasks:

@@ -20,7 +20,7 @@ from torch import Tensor
 from superact_lens.concepts import ConceptBank
 from superact_lens.normalization import Normalizer
 from superact_lens.runstate import RunState, World, chunk_plan
-from superact_lens.scores import TokenScores
+from superact_lens.scores import TokenScores, segment_positions
 from superact_lens.sinks import NormStatsSink, ProjectionSink, SampleEmbeddingSink, TokenCollector
 from superact_lens.sinks.token_sample import TokenSample
 from superact_lens.stats import SampleRows, ScoreRows, load_state, save_state
@@ -208,9 +208,7 @@ def merge_pass2(
                 chunk_offsets, st[kinds[0]]["offsets"]
             ):
                 raise RuntimeError(f"{state.pass2}: chunk {j} scores other tokens for {kind}")
-            chunk_lengths = chunk_offsets.diff()
-            shift = torch.repeat_interleave(offsets[ids] - chunk_offsets[:-1], chunk_lengths)
-            dest = torch.arange(int(chunk_offsets[-1])) + shift
+            dest = segment_positions(offsets[ids], chunk_offsets.diff())
             whole.tokens[:, dest] = part["tokens"]
             if whole.cls is not None:
                 whole.cls[:, ids] = part["cls"]

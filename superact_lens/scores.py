@@ -18,7 +18,20 @@ from torch import Tensor
 
 from superact_lens.errors import InputError
 
-__all__ = ["TokenScores"]
+__all__ = ["TokenScores", "segment_positions"]
+
+
+def segment_positions(
+    starts: Int[Tensor, " k"], lengths: Int[Tensor, " k"]
+) -> Int[Tensor, " total"]:
+    """Positions of ``lengths[i]`` consecutive rows from ``starts[i]``, segment after
+    segment: the gather index that packs segments of a concatenated axis in a new
+    order (or, used as a scatter index, puts packed segments back in place)."""
+    new_starts = torch.cumsum(lengths, 0) - lengths
+    total = int(lengths.sum())
+    return torch.arange(total, device=starts.device) + torch.repeat_interleave(
+        starts - new_starts, lengths, output_size=total
+    )
 
 
 @dataclass
@@ -94,9 +107,7 @@ class TokenScores:
         lengths = self.offsets[index + 1] - starts
         offsets = torch.zeros(len(index) + 1, dtype=torch.long, device=self.offsets.device)
         offsets[1:] = torch.cumsum(lengths, 0)
-        # token j of the new layout comes from old position j - new_start + old_start
-        shift = torch.repeat_interleave(starts - offsets[:-1], lengths)
-        token_index = torch.arange(int(offsets[-1]), device=offsets.device) + shift
+        token_index = segment_positions(starts, lengths)
         return TokenScores(
             layers=list(self.layers),
             concepts=list(self.concepts),

@@ -2,8 +2,10 @@
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from superact_lens.scores import TokenScores
+from superact_lens.scores import TokenScores, segment_positions
 
 
 def _scores(lengths=(3, 0, 2, 4), n_layers=2, n_concepts=3, seed=0):
@@ -55,3 +57,11 @@ def test_inconsistent_shapes_are_rejected(field, value, message):
     kwargs[field] = value
     with pytest.raises(ValueError, match=message):
         TokenScores(**kwargs)
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 6)), max_size=8))
+def test_segment_positions_equals_a_plain_loop(segments):
+    starts = torch.tensor([a for a, _ in segments], dtype=torch.long)
+    lengths = torch.tensor([n for _, n in segments], dtype=torch.long)
+    expected = [a + j for a, n in segments for j in range(n)]
+    assert segment_positions(starts, lengths).tolist() == expected

@@ -17,7 +17,7 @@ from torch import Tensor
 from superact_lens.concepts.bank import ConceptBank
 from superact_lens.errors import InputError, InputTypeError
 from superact_lens.normalization import Normalizer
-from superact_lens.scores import TokenScores
+from superact_lens.scores import TokenScores, segment_positions
 from superact_lens.sinks.base import Sink
 
 if TYPE_CHECKING:
@@ -206,8 +206,7 @@ class ProjectionSink(Sink):
         lengths_sorted, starts_sorted = lengths[order], starts[order]
         offsets = torch.zeros(self.n_samples_ + 1, dtype=torch.long)
         offsets[1:] = torch.cumsum(lengths_sorted, 0)
-        shift = torch.repeat_interleave(starts_sorted - offsets[:-1], lengths_sorted)
-        token_index = torch.arange(int(offsets[-1])) + shift
+        token_index = segment_positions(starts_sorted, lengths_sorted)
         return TokenScores(
             layers=list(self.layers_),
             concepts=list(self.bank.names),
