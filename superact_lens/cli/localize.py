@@ -279,7 +279,7 @@ def _localize(
             cases, dataset, lens, list(detector.concepts), out, limit=args.heatmaps
         )
     elif args.heatmaps:
-        figures = save_heatmaps(cases, list(detector.concepts), out)
+        figures = save_heatmaps(cases, list(detector.concepts), out, limit=args.heatmaps)
         page = save_heatmap_page(cases, list(detector.concepts), out / "localize.html")
     (out / "localize.json").write_text(json.dumps(results, indent=2))
     markdown = render_markdown(

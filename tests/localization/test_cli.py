@@ -55,6 +55,17 @@ def test_localize_writes_the_table_and_heatmaps(tiny_setup, capsys):
         assert above == k or label == "SuperActivators", (label, above, k)
 
 
+def test_localize_draws_as_many_heatmaps_as_asked(tiny_setup):
+    out = tiny_setup / "out-many"
+    argv = ["localize", "--model", str(tiny_setup / "model"), "--dataset", str(tiny_setup / "data")]
+    argv += ["--out", str(out), "--methods", "direct", "--max-samples", "4"]
+    argv += ["--n-bootstrap", "20", "--heatmaps", "6", "--quiet"]
+    assert main(argv) == 0
+    n_cases = len(json.loads((out / "localize.json").read_text())["cases"])
+    assert n_cases > 4  # more than save_heatmaps' default limit, or this proves nothing
+    assert len(list(out.glob("localize_row*.png"))) == min(6, n_cases)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
