@@ -20,7 +20,8 @@ masked copies in one forward pass. By hand, because Captum has no such method:
 * ``direct``: direct alignment, ``cos(z_hat_t(x), target)`` of each token (the
   raw score the objective averages);
 * ``rise``: RISE for tokens: ``n_samples`` random keep-masks (each token kept with
-  probability ``p``), saliency ``sum_i f(M_i) M_i / (n_samples p)``.
+  probability ``p``), centred: token ``t`` scores ``E[f | t kept] - E[f | t dropped]``
+  over the drawn masks (:func:`_rise` says why not RISE's ``sum_i f(M_i) M_i / (n p)``).
 
 Sampled methods draw from a seeded generator of their own; the global torch RNG
 is left as it was.
@@ -162,9 +163,24 @@ def rise_masks(n_tokens: int, config: AttributionConfig) -> Float[Tensor, "n_sam
 
 
 def _rise(problem: TextObjective, config: AttributionConfig) -> Tensor:
+    """RISE, centred: ``a_t = E[f | t kept] - E[f | t dropped]`` over the drawn masks.
+
+    Computed as ``sum_j (f_j - mean f)(m_jt - mean_j m_jt) / sum_j (m_jt - mean_j m_jt)^2``
+    (the slope of ``f`` on token ``t``'s keep flag; for 0/1 masks the same number).
+    RISE's own ``sum_j f_j m_jt / (n p)`` is ``E[f | t kept]`` scaled by how often ``t``
+    was kept: with a few dozen masks the keep counts differ by tens of percent between
+    tokens, and wherever ``f`` is far from 0 that difference (``mean f`` times the
+    count) swamps the token's effect, so the map followed the mask draw (the same for
+    every input under one seed), not the input. Centring removes both: adding a
+    constant to ``f`` leaves the map unchanged, and unequal keep counts do not enter.
+    A token kept in every mask or in none has no contrast and scores 0.
+    """
     masks = rise_masks(problem.n_tokens, config)
-    scores = problem.f_keep(masks).float()
-    return scores @ masks / (config.n_samples * config.rise_p)
+    scores = problem.f_keep(masks).double()
+    kept = masks.double() - masks.double().mean(dim=0)
+    spread = (kept * kept).sum(dim=0)
+    slope = (scores - scores.mean()) @ kept / spread.clamp_min(1e-12)
+    return torch.where(spread > 0, slope, torch.zeros_like(slope)).float()
 
 
 _FUNCS: dict[str, Callable[[TextObjective, AttributionConfig], Tensor]] = {

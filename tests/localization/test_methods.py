@@ -84,8 +84,10 @@ def test_batched_masks_equal_one_at_a_time(planted):
 def test_rise_equals_its_formula(planted):
     problem = _problem(planted)
     config = AttributionConfig(n_samples=50, rise_p=0.3)
-    masks = rise_masks(problem.n_tokens, config)
-    loop = sum(problem.f_keep(m[None])[0] * m for m in masks) / (50 * 0.3)
+    masks = rise_masks(problem.n_tokens, config).bool()
+    f = torch.stack([problem.f_keep(m[None].float())[0] for m in masks])
+    kept_minus_dropped = [f[m].mean() - f[~m].mean() for m in masks.T]  # one per token
+    loop = torch.stack(kept_minus_dropped)
     torch.testing.assert_close(
         attribute(problem, "rise", config), loop.float(), atol=1e-5, rtol=1e-4
     )
