@@ -3,7 +3,7 @@
 
 from .depth import f1_by_depth
 from .distributions import activation_distributions, in_out_scores
-from .separability import separability, separability_summary
+from .separability import separability, separability_chunks, separability_summary
 from .sparsity import best_layer_histogram, best_n_histogram, f1_vs_n
 from .superactivators import (
     ecdf,
@@ -21,6 +21,7 @@ __all__ = [
     "f1_vs_n",
     "in_out_scores",
     "separability",
+    "separability_chunks",
     "separability_summary",
     "superactivator_mask",
     "superactivator_positions",

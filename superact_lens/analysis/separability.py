@@ -17,7 +17,7 @@ Concepts without ``D_in`` (or ``D_out``) get NaN for the affected entries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,12 +27,13 @@ from torch import Tensor
 
 from superact_lens.detection.calibration import linear_quantiles
 from superact_lens.detection.segments import segment_any
-from superact_lens.errors import InputError
+from superact_lens.errors import InputError, InputTypeError
 from superact_lens.scores import TokenScores
+from superact_lens.stats.select import streamed_quantiles
 
 from ._common import check_with_masks, in_out_masks
 
-__all__ = ["separability", "separability_summary"]
+__all__ = ["separability", "separability_chunks", "separability_summary"]
 
 
 def _key(q: float) -> str:
@@ -86,6 +87,114 @@ def separability(
     out["support"] = labels.sum(0).numpy()
     out["n_in"] = d_in.sum(0).numpy()
     return out
+
+
+Parts = Callable[[], Iterable[tuple[TokenScores, Tensor, Tensor]]]
+
+
+def separability_chunks(
+    chunks: Parts,
+    qs: Sequence[float] = (0.95, 0.99),
+    columns: Sequence[int] | Tensor | None = None,
+) -> dict[str, Any]:
+    """:func:`separability` of a split read in parts, without holding its tokens.
+
+    ``chunks()`` returns a fresh iterable over ``(scores, labels [n_j, C],
+    token_masks [T_j, C])``, the split's samples in parts (whole samples, any
+    order); the result equals ``separability`` on the concatenation, same keys,
+    arrays equal with NaN in the same places. The D_out thresholds are exact
+    (:func:`superact_lens.stats.streamed_quantiles` over rows ``(concept,
+    layer)``), then one more read counts, per layer and concept, D_in tokens
+    above them and the positive samples with a token above them.
+
+    Reads the parts 4 times for float32 scores (3 for the quantiles, 1 to
+    count; 7 for float64). Memory: one part, plus ``L * C * Q * 2**11`` int64
+    histogram counts and ``O(L * C * Q)`` counters -- nothing that grows with
+    the number of samples or tokens.
+    """
+    if not qs or any(not 0.0 < float(q) < 1.0 for q in qs):
+        raise InputError(f"qs must be quantile levels in (0, 1), got {list(qs)}")
+    first = next(iter(_parts(chunks, columns, None)), None)
+    if first is None:
+        raise InputError("chunks: yielded no part (separability needs the split's samples)")
+    layers, n_c = first[0].layers, first[1].shape[1]
+    n_layers, n_q = len(layers), len(qs)
+
+    def out_scores() -> Iterable[tuple[Tensor, Tensor]]:
+        for scores, _labels, cols, _d_in, d_out in _parts(chunks, columns, layers):
+            s = scores.tokens[:, :, cols].permute(2, 0, 1)  # [C, L, T_j]
+            keep = d_out.T.unsqueeze(1).expand_as(s)
+            yield s.reshape(n_c * n_layers, -1), keep.reshape(n_c * n_layers, -1)
+
+    qt = torch.tensor([float(q) for q in qs])  # as separability: float32 levels, cast to the scores
+    thr = streamed_quantiles(out_scores, n_c * n_layers, qt).view(n_c, n_layers, n_q)
+    thr = thr.permute(1, 2, 0)  # [L, Q, C]
+
+    n_in_above = torch.zeros(n_layers, n_q, n_c, dtype=torch.long)
+    pos_hit = torch.zeros_like(n_in_above)
+    span_hit = torch.zeros_like(n_in_above)
+    support = torch.zeros(n_c, dtype=torch.long)
+    n_in = torch.zeros_like(support)
+    n_out = torch.zeros_like(support)
+    n_spans = torch.zeros_like(support)
+    for scores, labels, cols, d_in, d_out in _parts(chunks, columns, layers):
+        s = scores.tokens[:, :, cols]  # [L, T_j, C]
+        support += labels.sum(0)
+        n_in += d_in.sum(0)
+        n_out += d_out.sum(0)
+        n_spans += segment_any(d_in, scores.offsets).sum(0)
+        for j in range(n_q):
+            above = s > thr[:, j].unsqueeze(1)  # [L, T_j, C]
+            in_above = above & d_in
+            n_in_above[:, j] += in_above.sum(1)
+            hit = segment_any(above.transpose(0, 1), scores.offsets)  # [n_j, L, C]
+            pos_hit[:, j] += (hit & labels.unsqueeze(1)).sum(0)
+            span_hit[:, j] += segment_any(in_above.transpose(0, 1), scores.offsets).sum(0)
+
+    out: dict[str, Any] = {"layers": list(layers)}
+    for j, q in enumerate(qs):
+        k = _key(q)
+        has_out = n_out > 0  # concepts without D_out keep NaN everywhere, as in separability
+        columns_of = {
+            f"out_quantile{k}": (thr[:, j].double(), has_out),
+            f"q{k}": (n_in_above[:, j].double() / n_in, has_out & (n_in > 0)),
+            f"coverage{k}": (pos_hit[:, j].double() / support, has_out & (support > 0)),
+            f"coverage_in{k}": (span_hit[:, j].double() / n_spans, has_out & (n_spans > 0)),
+        }
+        for name, (value, ok) in columns_of.items():
+            arr = np.full((n_layers, n_c), np.nan)
+            arr[:, ok.numpy()] = value[:, ok].numpy()
+            out[name] = arr
+    out["support"] = support.numpy()
+    out["n_in"] = n_in.numpy()
+    return out
+
+
+def _parts(
+    chunks: Parts, columns: Sequence[int] | Tensor | None, layers: list[int] | None
+) -> Iterable[tuple[TokenScores, Tensor, list[int], Tensor, Tensor]]:
+    """Validated parts with their columns and D_in / D_out token masks ``[T_j, C]``."""
+    if not callable(chunks):
+        raise InputTypeError(
+            f"chunks: expected a callable returning parts, got {type(chunks).__name__}"
+        )
+    n_c = None
+    for i, part in enumerate(chunks()):
+        if not isinstance(part, tuple) or len(part) != 3:
+            raise InputTypeError(f"chunks: part {i} must be a (scores, labels, token_masks) triple")
+        labels, token_masks, cols = check_with_masks(*part, columns)
+        scores = part[0]
+        if layers is not None and list(scores.layers) != list(layers):
+            raise InputError(
+                f"chunks: part {i} has layers {scores.layers}, the first part {layers}"
+            )
+        if n_c is not None and labels.shape[1] != n_c:
+            raise InputError(
+                f"chunks: part {i} has {labels.shape[1]} concepts, the first part {n_c}"
+            )
+        n_c = labels.shape[1]
+        d_in, d_out, _ = in_out_masks(scores, labels, token_masks)
+        yield scores, labels, cols, d_in, d_out
 
 
 def separability_summary(

@@ -18,11 +18,16 @@ out-of-concept quantiles  :class:`ConceptTokenStore` ``"out"`` or     concat / b
 per-sample max/mean/...   :class:`SampleAggregates`                   concat by sample index
 threshold-grid counts     :class:`GridCounts`                         int64 sums
 ========================  ==========================================  ===========================
+
+:func:`streamed_quantiles` gives exact quantiles of a multiset read in chunks
+(e.g. a run's committed chunk files) in memory independent of its size: radix
+select, one read of the chunks per key digit.
 """
 
 from superact_lens.stats.counts import GridCounts
 from superact_lens.stats.quantiles import ConceptTokenStore, QuantileSketch, token_uids
 from superact_lens.stats.rows import SampleAggregates, SampleRows, ScoreRows, random_draws
+from superact_lens.stats.select import streamed_quantiles
 from superact_lens.stats.state import FORMAT_VERSION, load_state, save_state
 
 __all__ = [
@@ -36,5 +41,6 @@ __all__ = [
     "load_state",
     "random_draws",
     "save_state",
+    "streamed_quantiles",
     "token_uids",
 ]
