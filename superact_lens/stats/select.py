@@ -85,9 +85,9 @@ def streamed_quantiles(
             dtype, n_bits = values.dtype, _INT_VIEW[values.dtype][1]
             widths = _digit_widths(n_bits, bits_per_pass)
             hist = torch.zeros(n_rows, 1 << widths[0], dtype=torch.long)
-        key = _keys(values[keep])
+        key = _keys(values)
         top = (key >> (n_bits - widths[0])) + (1 << (widths[0] - 1))  # in [0, 2**width)
-        _count(hist, _row_ids(keep) * hist.shape[1] + top)
+        _count(hist, top, keep, _row_base(hist, 0, top.dtype))
     if dtype is None:
         raise InputError("chunks: yielded no chunk (cannot tell the values' dtype)")
     m = hist.sum(1)
@@ -99,19 +99,19 @@ def streamed_quantiles(
     # Reads 2..: per (row, distinct prefix) histogram of the next digit.
     shift = n_bits - widths[0]
     for width in widths[1:]:
-        slot_prefix, slot_valid, slot_of = _slots(prefix)  # [rows, S], [rows, S], [rows, 2Q]
+        never = 1 << (n_bits - shift - 1)  # one past the largest prefix ``key >> shift``
+        slot_prefix, slot_of = _slots(prefix, never)  # [rows, S], [rows, 2Q]
         n_slots = slot_prefix.shape[1]
         hist = torch.zeros(n_rows, n_slots, 1 << width, dtype=torch.long)
         seen = torch.zeros(n_rows, dtype=torch.long)
         for values, keep in _checked(chunks, n_rows, dtype):
             seen += keep.sum(1)
-            key = _keys(values[keep])
-            rows = _row_ids(keep)
-            high = key >> shift
+            key = _keys(values)
+            high = (key >> shift).masked_fill_(~keep, never)  # entries not kept match no slot
             digit = (key >> (shift - width)) & ((1 << width) - 1)
             for s in range(n_slots):
-                hit = (high == slot_prefix[rows, s]) & slot_valid[rows, s]
-                _count(hist, (rows[hit] * n_slots + s) * (1 << width) + digit[hit])
+                hit = high == slot_prefix[:, s : s + 1].to(key.dtype)
+                _count(hist, digit, hit, _row_base(hist, s, key.dtype))
         if not torch.equal(seen, m):
             raise InputError("chunks: a later call yielded different entries than the first")
         digit_at, rest = _locate(hist, slot_of, rest)
@@ -159,26 +159,38 @@ def _digit_widths(n_bits: int, bits: int) -> list[int]:
 
 
 def _keys(values: Tensor) -> Tensor:
-    """int64 keys that sort like the float values (``-0.0`` mapped to ``+0.0``)."""
+    """Integer keys (same width) that sort like the float values, ``-0.0`` as ``+0.0``:
+    flip the magnitude bits of negative numbers (the sign-flip trick)."""
     int_dtype, n_bits = _INT_VIEW[values.dtype]
-    b = (values + 0.0).view(int_dtype).long()  # -0.0 + 0.0 == +0.0 in IEEE arithmetic
-    return torch.where(b < 0, b ^ ((1 << (n_bits - 1)) - 1), b)
+    b = (values + 0.0).view(int_dtype)  # a copy; -0.0 + 0.0 == +0.0 in IEEE arithmetic
+    b ^= (b >> (n_bits - 1)) & ((1 << (n_bits - 1)) - 1)  # arithmetic shift: all ones if negative
+    return b
 
 
 def _from_keys(key: Tensor, dtype: torch.dtype) -> Tensor:
     int_dtype, n_bits = _INT_VIEW[dtype]
-    b = torch.where(key < 0, key ^ ((1 << (n_bits - 1)) - 1), key)
-    return b.to(int_dtype).view(dtype)
+    b = key.to(int_dtype)
+    b ^= (b >> (n_bits - 1)) & ((1 << (n_bits - 1)) - 1)
+    return b.view(dtype)
 
 
-def _count(hist: Tensor, flat_index: Tensor) -> None:
-    """Add one to ``hist`` (any shape, contiguous) at each flat index."""
-    hist.view(-1).index_add_(0, flat_index, torch.ones_like(flat_index))
+def _row_base(hist: Tensor, slot: int, dtype: torch.dtype) -> Tensor:
+    """``[rows, 1]`` flat offset of ``hist[row, slot]`` (``hist`` is ``[rows, bins]`` or
+    ``[rows, S, bins]``), as ``dtype`` when it fits (int32 keys stay int32)."""
+    n_slots = hist.shape[1] if hist.ndim == 3 else 1
+    base = (torch.arange(hist.shape[0]).unsqueeze(1) * n_slots + slot) * hist.shape[-1]
+    return base.to(dtype) if hist.numel() < 2**31 else base
 
 
-def _row_ids(keep: Tensor) -> Tensor:
-    """Row of every kept entry, in ``values[keep]`` order."""
-    return torch.arange(keep.shape[0]).repeat_interleave(keep.sum(1))
+def _count(hist: Tensor, digit: Tensor, where: Tensor, base: Tensor) -> None:
+    """Add one to ``hist`` at flat index ``base[row] + digit`` for every ``where`` entry."""
+    index = digit + base
+    if where.numel() >= hist.numel():  # dense: one bincount, the misses in a spare last bin
+        index.masked_fill_(~where, hist.numel())
+        hist.view(-1).add_(torch.bincount(index.view(-1), minlength=hist.numel() + 1)[:-1])
+    else:
+        index = index[where]
+        hist.view(-1).index_add_(0, index, torch.ones(1, dtype=hist.dtype).expand(len(index)))
 
 
 def _target_ranks(q: Tensor, m: Tensor) -> tuple[Tensor, list[tuple[int, Tensor, Tensor]]]:
@@ -215,20 +227,19 @@ def _locate(hist: Tensor, slot: Tensor, rank: Tensor) -> tuple[Tensor, Tensor]:
     return bucket, rank - before
 
 
-def _slots(prefix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Distinct prefixes per row: ``slot_prefix [rows, S]``, ``slot_valid [rows, S]``
-    and each target's slot ``[rows, T]`` (targets with equal prefix share a slot)."""
+def _slots(prefix: Tensor, never: int) -> tuple[Tensor, Tensor]:
+    """Distinct prefixes per row, ``slot_prefix [rows, S]`` (unused slots hold
+    ``never``, a value no prefix takes), and each target's slot ``[rows, T]``
+    (targets with equal prefix share a slot)."""
     sorted_p, order = prefix.sort(dim=1)
     new = torch.ones_like(sorted_p, dtype=torch.bool)
     new[:, 1:] = sorted_p[:, 1:] != sorted_p[:, :-1]
     slot_sorted = new.long().cumsum(1) - 1
     n_slots = int(slot_sorted.max()) + 1 if prefix.numel() else 1
-    slot_prefix = torch.zeros(prefix.shape[0], n_slots, dtype=torch.long)
-    slot_valid = torch.zeros(prefix.shape[0], n_slots, dtype=torch.bool)
+    slot_prefix = torch.full((prefix.shape[0], n_slots), never, dtype=torch.long)
     slot_prefix.scatter_(1, slot_sorted, sorted_p)
-    slot_valid.scatter_(1, slot_sorted, torch.ones_like(new))
     slot_of = torch.empty_like(slot_sorted).scatter_(1, order, slot_sorted)
-    return slot_prefix, slot_valid, slot_of
+    return slot_prefix, slot_of
 
 
 def _interpolate(
