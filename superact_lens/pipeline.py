@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,11 +55,13 @@ from superact_lens.run_passes import (
     save_fit,
     stream_pass1,
     stream_pass2,
+    summarize_pass2,
 )
 from superact_lens.runstate import RunState, World, chunk_plan
 from superact_lens.scores import TokenScores
 from superact_lens.sinks import ProjectionSink, TokenCollector
 from superact_lens.sinks.token_sample import TokenSample
+from superact_lens.stats.summary import SplitSummary
 from superact_lens.vision.masks import ImageRunData, is_image_folder, prepare_images
 
 __all__ = [
@@ -140,13 +143,43 @@ class RunConfig:
             raise InputError(f"n_bootstrap must be positive, got {self.n_bootstrap}")
 
 
-@dataclass
 class SplitScores:
-    """Scores of one split for one concept type, with the labels they are judged against."""
+    """One split's scores for one concept type, with the labels they are judged against.
 
-    scores: TokenScores  # token scores, and in ``.cls`` the CLS-level bank's sample scores
-    labels: Bool[Tensor, "n C"]
-    masks: Bool[Tensor, "n_tokens C"]
+    ``summary``: the per-sample reductions detectors calibrate on and are evaluated
+    on (:class:`~superact_lens.stats.summary.SplitSummary`). ``scores`` (token scores,
+    and in ``.cls`` the CLS-level bank's sample scores) and ``masks`` (in-concept
+    token masks ``[n_tokens, C]``) are read from the run's committed chunks the
+    first time they are asked for (figures, notebooks, analyses), so a run that
+    does not ask never holds the split's token scores.
+    """
+
+    def __init__(
+        self,
+        summary: SplitSummary,
+        labels: Bool[Tensor, "n C"],
+        load: Callable[[], tuple[TokenScores, Tensor]],
+    ) -> None:
+        self.summary, self.labels = summary, labels
+        self._load: Callable[[], tuple[TokenScores, Tensor]] | None = load
+        self._scores: TokenScores | None = None
+        self._masks: Tensor | None = None
+
+    def _loaded(self) -> tuple[TokenScores, Tensor]:
+        if self._scores is None or self._masks is None:
+            if self._load is None:  # pragma: no cover -- set in __init__
+                raise RuntimeError("SplitScores: no loader")
+            self._scores, self._masks = self._load()
+            self._load = None
+        return self._scores, self._masks
+
+    @property
+    def scores(self) -> TokenScores:
+        return self._loaded()[0]
+
+    @property
+    def masks(self) -> Bool[Tensor, "n_tokens C"]:
+        return self._loaded()[1]
 
 
 @dataclass
@@ -229,6 +262,10 @@ def run_experiment(config: RunConfig, state_dir: str | Path | None = None) -> Ex
     else:
         with tempfile.TemporaryDirectory(prefix="superact-run-") as tmp:
             exp = run_rank(config, RunState(tmp), World())
+            if exp is not None:  # the token scores are read from tmp: read them now
+                for split in (exp.cal, exp.test):
+                    for part in split.values():
+                        part.scores  # noqa: B018
     if exp is None:  # pragma: no cover -- rank 0 of 1 always returns
         raise RuntimeError("run_experiment: no experiment on rank 0")
     return exp
@@ -310,20 +347,53 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
         return None
     if sample is None:  # pragma: no cover -- rank 0 merged pass 1 above
         raise RuntimeError("run_rank: rank 0 has no token sample")
-    scores = merge_pass2(state, list(banks), len(chunk_plan(eval_texts, bs)), len(eval_rows))
+    n_chunks = len(chunk_plan(eval_texts, bs))
+    n_cal = len(idx["cal"])
+    bounds = {"cal": range(0, n_cal), "test": range(n_cal, len(eval_rows))}
+
+    def make_summary(split: str, kind: str, first: TokenScores) -> SplitSummary:
+        return SplitSummary(
+            first.layers,
+            first.concepts,
+            len(names),
+            len(bounds[split]),
+            seed=config.seed,
+            fixed_n=5.0 if split == "cal" else None,  # superact_fixed's N (fit_detectors)
+            match_columns=bool(banks[kind].metadata.get("unsupervised", False)),
+            with_cls=first.cls is not None,
+            in_concept=split == "cal",
+            metadata=first.metadata,
+        )
+
+    summaries = summarize_pass2(
+        state,
+        n_chunks,
+        bounds,
+        make_summary,
+        labels_of=lambda pos: labels_all[eval_rows[pos.numpy()]],
+        masks_of=lambda pos: masks.stack(eval_rows[pos.numpy()]),
+    )
     t_embed_eval = time.perf_counter() - t0
 
-    # CAL rows come first: each split is a view of the merged scores, not a copy.
-    n_cal = len(idx["cal"])
-    bounds = {"cal": (0, n_cal), "test": (n_cal, len(eval_rows))}
-    per_split: dict[str, dict[str, SplitScores]] = {"cal": {}, "test": {}}
-    for split, (lo, hi) in bounds.items():
-        split_labels, split_masks = labels_all[idx[split]], masks.stack(idx[split])
-        for kind, all_scores in scores.items():
-            per_split[split][kind] = SplitScores(
-                scores=sample_range(all_scores, lo, hi), labels=split_labels, masks=split_masks
-            )
-    del scores
+    # Token scores on demand only; CAL rows come first, so each split is a view.
+    loaded: dict[str, TokenScores] = {}
+
+    def loader(split: str, kind: str) -> Callable[[], tuple[TokenScores, Tensor]]:
+        def load() -> tuple[TokenScores, Tensor]:
+            if not loaded:
+                loaded.update(merge_pass2(state, list(banks), n_chunks, len(eval_rows)))
+            lo, hi = bounds[split].start, bounds[split].stop
+            return sample_range(loaded[kind], lo, hi), masks.stack(idx[split])
+
+        return load
+
+    per_split = {
+        split: {
+            kind: SplitScores(summaries[split][kind], labels_all[idx[split]], loader(split, kind))
+            for kind in banks
+        }
+        for split in bounds
+    }
 
     exp = Experiment(
         config=config,
@@ -369,9 +439,9 @@ def calibrate(exp: Experiment, kind: str) -> None:
     """
     cal = exp.cal[kind]
     detectors = fit_detectors(
-        cal.scores,
+        cal.summary,
         cal.labels,
-        cal.masks,
+        None,
         methods=[m for m in exp.config.methods if m in METHODS],
         seed=exp.config.seed,
         match_columns=bool(exp.banks[kind].metadata.get("unsupervised", False)),

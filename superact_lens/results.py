@@ -19,7 +19,7 @@ def method_result(exp: Experiment, kind: str, method: str) -> dict:
     test = exp.test[kind]
     return detection_report(
         exp.detectors[kind][method],
-        test.scores,
+        test.summary,
         test.labels,
         list(exp.dataset.concepts),
         n_resamples=exp.config.n_bootstrap,

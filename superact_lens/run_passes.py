@@ -24,6 +24,7 @@ from superact_lens.scores import TokenScores, segment_positions
 from superact_lens.sinks import NormStatsSink, ProjectionSink, SampleEmbeddingSink, TokenCollector
 from superact_lens.sinks.token_sample import TokenSample
 from superact_lens.stats import SampleRows, ScoreRows, load_state, save_state
+from superact_lens.stats.summary import SplitSummary
 
 __all__ = [
     "load_fit",
@@ -33,6 +34,7 @@ __all__ = [
     "save_fit",
     "stream_pass1",
     "stream_pass2",
+    "summarize_pass2",
 ]
 
 
@@ -213,6 +215,49 @@ def merge_pass2(
             if whole.cls is not None:
                 whole.cls[:, ids] = part["cls"]
         del st
+    return out
+
+
+def summarize_pass2(
+    state: RunState,
+    n_chunks: int,
+    splits: dict[str, range],
+    make_summary: Callable[[str, str, TokenScores], SplitSummary],
+    labels_of: Callable[[Tensor], Tensor],
+    masks_of: Callable[[Tensor], Tensor],
+) -> dict[str, dict[str, SplitSummary]]:
+    """Per split and concept type, the :class:`SplitSummary` of the committed
+    CAL+TEST scores, read one chunk at a time: memory holds one chunk's token
+    scores and the summaries, never the splits' token scores.
+
+    ``splits``: each split's range of positions in the CAL+TEST order;
+    ``make_summary(split, kind, first_scores)`` builds an empty summary;
+    ``labels_of(positions)`` / ``masks_of(positions)``: labels ``[b, C]`` and
+    token masks ``[T_b, C]`` (token order) of those CAL+TEST positions.
+    """
+    out: dict[str, dict[str, SplitSummary]] = {split: {} for split in splits}
+    seen = 0
+    for j in range(n_chunks):
+        st = load_state(state.chunk_path(state.pass2, j))
+        kinds = list(st)
+        parts = {kind: ScoreRows.from_state(st[kind]).result() for kind in kinds}
+        ids = st[kinds[0]]["ids"]
+        del st
+        seen += len(ids)
+        for split, rows in splits.items():
+            keep = (ids >= rows.start) & (ids < rows.stop)
+            if not bool(keep.any()):
+                continue
+            pos = ids[keep]
+            labels, masks = labels_of(pos), masks_of(pos)
+            for kind, scores in parts.items():
+                part = scores.select_samples(keep)
+                if kind not in out[split]:
+                    out[split][kind] = make_summary(split, kind, part)
+                out[split][kind].update(pos - rows.start, part, labels, masks)
+    total = sum(len(r) for r in splits.values())
+    if seen != total:
+        raise RuntimeError(f"{state.pass2}: {seen} samples scored, expected {total}")
     return out
 
 

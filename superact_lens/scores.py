@@ -94,6 +94,18 @@ class TokenScores:
     def lengths(self) -> Int[Tensor, " n_samples"]:
         return self.offsets[1:] - self.offsets[:-1]
 
+    @property
+    def n_columns(self) -> int:
+        return self.tokens.shape[2]
+
+    @property
+    def device(self) -> torch.device:
+        return self.tokens.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tokens.dtype
+
     def sample(self, i: int) -> Float[Tensor, "layers t concepts"]:
         """Scores of sample ``i``'s content tokens."""
         return self.tokens[:, int(self.offsets[i]) : int(self.offsets[i + 1])]

@@ -17,7 +17,7 @@ from torch import Tensor
 from superact_lens.errors import InputError
 from superact_lens.scores import TokenScores
 
-from .base import BaseDetector
+from .base import BaseDetector, is_summary
 from .segments import segment_last, segment_max, segment_mean, segment_random
 
 __all__ = ["AggregatorDetector", "AGGREGATORS", "aggregate"]
@@ -30,8 +30,14 @@ def aggregate(scores: TokenScores, method: str, seed: int = 0) -> Tensor:
 
     ``cls`` reads ``scores.cls``; token methods give ``-inf`` for samples
     without content tokens. ``random`` picks one token per sample, the same at
-    every layer and column, deterministically from ``seed``.
+    every layer and column, deterministically from ``seed``. A
+    :class:`~superact_lens.stats.summary.SplitSummary` returns the aggregates it
+    kept (the same values).
     """
+    if is_summary(scores):
+        if method not in AGGREGATORS:
+            raise InputError(f"method must be one of {AGGREGATORS}, got {method!r}")
+        return scores.aggregate(method, seed)  # type: ignore[attr-defined]
     if method == "cls":
         if scores.cls is None:
             raise InputError("method 'cls' needs scores.cls (sample-embedding scores), got None")

@@ -61,6 +61,22 @@ def as_token_masks(token_masks: Any, n_tokens: int, n_concepts: int) -> Tensor:
     return _as_bool_2d(token_masks, "token_masks", n_tokens, n_concepts)
 
 
+def is_summary(scores: Any) -> bool:
+    """Whether ``scores`` is a :class:`~superact_lens.stats.summary.SplitSummary`
+    (per-sample reductions that detectors read instead of the token scores)."""
+    from superact_lens.stats.summary import SplitSummary  # stats imports detection
+
+    return isinstance(scores, SplitSummary)
+
+
+def check_scores(scores: Any, name: str) -> None:
+    """Detectors read a split as TokenScores or as its SplitSummary."""
+    if not isinstance(scores, TokenScores) and not is_summary(scores):
+        raise InputTypeError(
+            f"{name} must be a TokenScores or a SplitSummary, got {type(scores).__name__}"
+        )
+
+
 class BaseDetector:
     """Common fitted state (all ``[C]``, one entry per ground-truth concept):
 
@@ -84,12 +100,11 @@ class BaseDetector:
 
     # -------------------------------------------------------------- checking
     def _check_fit_inputs(self, cal: Any, labels: Any) -> Tensor:
-        if not isinstance(cal, TokenScores):
-            raise InputTypeError(f"cal must be a TokenScores, got {type(cal).__name__}")
-        n_cols = cal.tokens.shape[2]
+        check_scores(cal, "cal")
+        n_cols = cal.n_columns
         labels = _as_bool_2d(
             labels, "labels", cal.n_samples, None if self.match_columns else n_cols
-        ).to(cal.tokens.device)
+        ).to(cal.device)
         if labels.shape[1] == 0:
             raise InputError("labels must have at least one concept column")
         return labels
@@ -111,11 +126,11 @@ class BaseDetector:
         cal_f1: Tensor,
         n: Tensor,
     ) -> None:
-        n_cols = cal.tokens.shape[2]
+        n_cols = cal.n_columns
         self.column_ = col_idx.long() if self.match_columns else torch.arange(len(col_idx))
         self.layer_index_ = layer_idx.long()
         self.layer_ = torch.tensor([cal.layers[int(i)] for i in layer_idx], dtype=torch.long)
-        self.threshold_ = threshold.to(cal.tokens.dtype)
+        self.threshold_ = threshold.to(cal.dtype)
         self.cal_f1_ = cal_f1.to(torch.float64)
         self.n_ = n.to(torch.float64)
         self.layers_ = list(cal.layers)
@@ -187,12 +202,10 @@ class BaseDetector:
 
     def _selected(self, scores: TokenScores) -> Float[Tensor, "n C"]:
         self._check_fitted()
-        if not isinstance(scores, TokenScores):
-            raise InputTypeError(f"scores must be a TokenScores, got {type(scores).__name__}")
-        if scores.tokens.shape[2] != self.n_columns_:
+        check_scores(scores, "scores")
+        if scores.n_columns != self.n_columns_:
             raise InputError(
-                f"scores has {scores.tokens.shape[2]} columns, detector was fitted on "
-                f"{self.n_columns_}"
+                f"scores has {scores.n_columns} columns, detector was fitted on {self.n_columns_}"
             )
         agg = self._aggregate(scores)  # [L, n, K]
         pos = self._layer_positions(scores).to(agg.device)
@@ -201,11 +214,11 @@ class BaseDetector:
     def decision_function(self, scores: TokenScores) -> Float[Tensor, "n C"]:
         """``aggregate - threshold_`` per sample and concept: > 0 means present;
         ``-inf`` for samples without content tokens."""
-        return self._selected(scores) - self.threshold_.to(scores.tokens.device)
+        return self._selected(scores) - self.threshold_.to(scores.device)
 
     def predict(self, scores: TokenScores) -> Bool[Tensor, "n C"]:
         """Concept presence per sample: aggregate > threshold_."""
-        return self._selected(scores) > self.threshold_.to(scores.tokens.device)
+        return self._selected(scores) > self.threshold_.to(scores.device)
 
     def layer_thresholds(self) -> Float[Tensor, "C L"]:
         """Threshold tuned on cal for every layer of ``layers_`` (at each concept's

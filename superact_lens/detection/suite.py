@@ -27,15 +27,15 @@ METHODS = ("superact", "superact_fixed", "cls", "mean", "last", "random", "max")
 def fit_detectors(
     cal: TokenScores,
     labels: Bool[Tensor, "n C"],
-    token_masks: Bool[Tensor, "T C"] | Sequence[Tensor],
+    token_masks: Bool[Tensor, "T C"] | Sequence[Tensor] | None,
     methods: Sequence[str] = METHODS,
     n_grid: Sequence[float] = DEFAULT_N_GRID,
     fixed_n: float = 5.0,
     seed: int = 0,
     match_columns: bool = False,
 ) -> dict[str, BaseDetector]:
-    """Fit every requested method on cal. ``cls`` is skipped with a warning
-    when ``cal.cls`` is None."""
+    """Fit every requested method on cal (TokenScores, or a SplitSummary with
+    ``token_masks=None``). ``cls`` is skipped with a warning when ``cal.cls`` is None."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InputError(f"methods must be among {METHODS}, got unknown {unknown}")

@@ -28,7 +28,8 @@ from torch import Tensor
 from superact_lens.errors import InputError
 from superact_lens.scores import TokenScores
 
-from .base import BaseDetector, as_token_masks
+from .aggregators import aggregate
+from .base import BaseDetector, as_token_masks, is_summary
 from .calibration import (
     DEFAULT_N_GRID,
     chunk_rows,
@@ -39,7 +40,7 @@ from .calibration import (
     select_best,
     superact_thresholds,
 )
-from .segments import segment_ids, segment_max
+from .segments import segment_ids
 
 __all__ = ["SuperActivatorDetector", "FixedNDetector", "superact_grid"]
 
@@ -116,19 +117,27 @@ class SuperActivatorDetector(BaseDetector):
         self.match_columns = bool(match_columns)
 
     def _aggregate(self, scores: TokenScores) -> Tensor:
-        return segment_max(scores.tokens, scores.offsets, dim=1)
+        return aggregate(scores, "max")
 
-    def fit(
-        self,
-        cal: TokenScores,
-        labels: Bool[Tensor, "n C"],
-        token_masks: Bool[Tensor, "T C"] | Sequence[Tensor],
-    ) -> SuperActivatorDetector:
-        """Calibrate on cal. ``token_masks``: ``[n_tokens, C]`` aligned with
-        ``cal.tokens`` (or the list of per-sample ``[n_content, C]`` masks)."""
-        quantile_levels(self.n_grid)  # validates the grid
-        labels = self._check_fit_inputs(cal, labels)
+    def _in_scores(
+        self, cal: TokenScores, labels: Tensor, token_masks: Tensor | Sequence[Tensor] | None
+    ) -> tuple[list[Tensor], Tensor]:
+        """Per concept its in-concept cal token scores (``[L, m_c, K']``), and ``m_c``."""
         n_c = labels.shape[1]
+        if is_summary(cal):
+            if token_masks is not None:
+                raise InputError(
+                    "token_masks: a SplitSummary keeps its in-concept tokens; pass None"
+                )
+            if cal.match_columns != self.match_columns or cal.n_labels != n_c:  # type: ignore[attr-defined]
+                raise InputError(
+                    "cal: the summary was built with match_columns="
+                    f"{cal.match_columns} for {cal.n_labels} concepts; the detector has "  # type: ignore[attr-defined]
+                    f"match_columns={self.match_columns} and {n_c} label columns"
+                )
+            return [cal.in_scores(c) for c in range(n_c)], cal.n_in  # type: ignore[attr-defined]
+        if token_masks is None:
+            raise InputError("token_masks: required to calibrate on TokenScores")
         token_masks = as_token_masks(token_masks, cal.n_tokens, n_c)
         in_mask = in_concept_mask(cal, labels, token_masks.to(labels.device))
         in_scores = []
@@ -139,6 +148,22 @@ class SuperActivatorDetector(BaseDetector):
                 in_scores.append(cal.tokens[:, idx])
             else:  # gather concept c's column first: copying all columns per concept is C x slower
                 in_scores.append(cal.tokens[:, :, c][:, idx].unsqueeze(-1))
+        return in_scores, in_mask.sum(0).long()
+
+    def fit(
+        self,
+        cal: TokenScores,
+        labels: Bool[Tensor, "n C"],
+        token_masks: Bool[Tensor, "T C"] | Sequence[Tensor] | None = None,
+    ) -> SuperActivatorDetector:
+        """Calibrate on cal. ``token_masks``: ``[n_tokens, C]`` aligned with
+        ``cal.tokens`` (or the list of per-sample ``[n_content, C]`` masks); None
+        when ``cal`` is a :class:`~superact_lens.stats.summary.SplitSummary`,
+        which holds the in-concept tokens itself."""
+        quantile_levels(self.n_grid)  # validates the grid
+        labels = self._check_fit_inputs(cal, labels)
+        n_c = labels.shape[1]
+        in_scores, n_in = self._in_scores(cal, labels, token_masks)
         sample_max = self._aggregate(cal)
         tau, _, _, f1 = superact_grid(
             sample_max, labels, in_scores, self.n_grid, self.match_columns
@@ -149,7 +174,7 @@ class SuperActivatorDetector(BaseDetector):
         cal_f1 = f1[cs, col_i, layer_i, n_i]
         n_sel = torch.tensor(self.n_grid, dtype=torch.float64)[n_i]
 
-        self.n_in_ = in_mask.sum(0).long()
+        self.n_in_ = n_in
         self.fallback_ = self.n_in_ == 0
         if bool(self.fallback_.any()):
             kl = sample_max.permute(2, 0, 1)
@@ -204,11 +229,13 @@ class FixedNDetector(BaseDetector):
         self.match_columns = bool(match_columns)
 
     def _aggregate(self, scores: TokenScores) -> Tensor:
-        return segment_max(scores.tokens, scores.offsets, dim=1)
+        return aggregate(scores, "max")
 
     def top_tokens(self, scores: TokenScores) -> Float[Tensor, "L n k K"]:
         """Each sample's top ``ceil(n% * T)`` token scores per layer and column,
         descending, padded with ``-inf`` (k = the largest count)."""
+        if is_summary(scores):
+            return scores.top_tokens(self.n)  # type: ignore[attr-defined]
         lengths = scores.lengths
         # (T * n) / 100 in float64, so that e.g. 5 tokens at 20 % give exactly 1
         k_i = torch.ceil(lengths.to(torch.float64) * self.n / 100.0).long().clamp(min=1)
