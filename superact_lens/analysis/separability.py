@@ -107,10 +107,12 @@ def separability_chunks(
     layer)``), then one more read counts, per layer and concept, D_in tokens
     above them and the positive samples with a token above them.
 
-    Reads the parts 4 times for float32 scores (3 for the quantiles, 1 to
-    count; 7 for float64). Memory: one part, plus ``L * C * Q * 2**11`` int64
-    histogram counts and ``O(L * C * Q)`` counters -- nothing that grows with
-    the number of samples or tokens.
+    Calls ``chunks()`` 5 times for float32 scores: once to read the first part
+    (layers, concepts), 3 times for the quantiles (11/11/10 key bits), once to
+    count (8 times for float64: 6 quantile reads). Memory: a few times one
+    part's ``[L, T_j, C]`` scores, plus ``L * C * Q * 2**11`` int64 histogram
+    counts and ``O(L * C * Q)`` counters -- nothing grows with the number of
+    samples or tokens of the split.
     """
     if not qs or any(not 0.0 < float(q) < 1.0 for q in qs):
         raise InputError(f"qs must be quantile levels in (0, 1), got {list(qs)}")
@@ -155,11 +157,11 @@ def separability_chunks(
     for j, q in enumerate(qs):
         k = _key(q)
         has_out = n_out > 0  # concepts without D_out keep NaN everywhere, as in separability
-        columns_of = {
-            f"out_quantile{k}": (thr[:, j].double(), has_out),
+        columns_of = {  # the mean of 0/1 flags in separability is exactly count / n
             f"q{k}": (n_in_above[:, j].double() / n_in, has_out & (n_in > 0)),
             f"coverage{k}": (pos_hit[:, j].double() / support, has_out & (support > 0)),
             f"coverage_in{k}": (span_hit[:, j].double() / n_spans, has_out & (n_spans > 0)),
+            f"out_quantile{k}": (thr[:, j].double(), has_out),
         }
         for name, (value, ok) in columns_of.items():
             arr = np.full((n_layers, n_c), np.nan)

@@ -74,7 +74,8 @@ def streamed_quantiles(
     if not isinstance(bits_per_pass, int) or not 1 <= bits_per_pass <= 16:
         raise InputError(f"bits_per_pass: expected an int in [1, 16], got {bits_per_pass!r}")
     q = torch.as_tensor(qs)
-    if q.ndim != 1 or not q.is_floating_point() or not bool(((q >= 0) & (q <= 1)).all()):
+    q = q if q.is_floating_point() else q.to(torch.get_default_dtype())
+    if q.ndim != 1 or not bool(((q >= 0) & (q <= 1)).all()):
         raise InputError(f"qs: expected a 1-D list of quantile levels in [0, 1], got {qs!r}")
 
     # Read 1: dtype, m per row, histogram of the top digit.

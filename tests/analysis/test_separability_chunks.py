@@ -40,7 +40,7 @@ def _degenerate(labels, masks, scores):
 
 
 def _assert_same(got, want):
-    assert set(got) == set(want)
+    assert list(got) == list(want)  # same keys in the same order
     for key, value in want.items():
         if isinstance(value, np.ndarray):
             assert got[key].dtype == value.dtype, key
