@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,7 @@ from superact_lens.run_passes import (
     merge_pass2,
     sample_range,
     save_fit,
+    split_parts,
     stream_pass1,
     stream_pass2,
     summarize_pass2,
@@ -151,7 +152,9 @@ class SplitScores:
     and in ``.cls`` the CLS-level bank's sample scores) and ``masks`` (in-concept
     token masks ``[n_tokens, C]``) are read from the run's committed chunks the
     first time they are asked for (figures, notebooks, analyses), so a run that
-    does not ask never holds the split's token scores.
+    does not ask never holds the split's token scores. ``parts()`` reads the split
+    chunk by chunk as ``(scores, labels, token_masks)`` (``separability_chunks``)
+    while the run's state is on disk.
     """
 
     def __init__(
@@ -159,8 +162,9 @@ class SplitScores:
         summary: SplitSummary,
         labels: Bool[Tensor, "n C"],
         load: Callable[[], tuple[TokenScores, Tensor]],
+        parts: Callable[[], Iterator[tuple[TokenScores, Tensor, Tensor]]],
     ) -> None:
-        self.summary, self.labels = summary, labels
+        self.summary, self.labels, self.parts = summary, labels, parts
         self._load: Callable[[], tuple[TokenScores, Tensor]] | None = load
         self._scores: TokenScores | None = None
         self._masks: Tensor | None = None
@@ -365,14 +369,13 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
             metadata=first.metadata,
         )
 
-    summaries = summarize_pass2(
-        state,
-        n_chunks,
-        bounds,
-        make_summary,
-        labels_of=lambda pos: labels_all[eval_rows[pos.numpy()]],
-        masks_of=lambda pos: masks.stack(eval_rows[pos.numpy()]),
-    )
+    def labels_of(pos: Tensor) -> Tensor:
+        return labels_all[eval_rows[pos.numpy()]]
+
+    def masks_of(pos: Tensor) -> Tensor:
+        return masks.stack(eval_rows[pos.numpy()])
+
+    summaries = summarize_pass2(state, n_chunks, bounds, make_summary, labels_of, masks_of)
     t_embed_eval = time.perf_counter() - t0
 
     # Token scores on demand only; CAL rows come first, so each split is a view.
@@ -389,7 +392,12 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
 
     per_split = {
         split: {
-            kind: SplitScores(summaries[split][kind], labels_all[idx[split]], loader(split, kind))
+            kind: SplitScores(
+                summaries[split][kind],
+                labels_all[idx[split]],
+                loader(split, kind),
+                split_parts(state, n_chunks, bounds[split], kind, labels_of, masks_of),
+            )
             for kind in banks
         }
         for split in bounds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from superact_lens.analysis import separability, separability_summary
+from superact_lens.analysis import separability_chunks, separability_summary
 from superact_lens.detection import detection_report, prompt_report
 
 if TYPE_CHECKING:
@@ -47,7 +47,8 @@ def prompt_result(exp: Experiment) -> dict:
 
 
 def separability_result(exp: Experiment, kind: str) -> dict:
-    """Per layer, concept-averaged separability (q95, q99) and coverage on TEST.
+    """Per layer, concept-averaged separability (q95, q99) and coverage on TEST,
+    read chunk by chunk from the run's committed scores (exact, flat memory).
 
     For unsupervised banks each concept is measured on the column the
     SuperActivator detector matched to it on CAL.
@@ -55,7 +56,7 @@ def separability_result(exp: Experiment, kind: str) -> dict:
     test = exp.test[kind]
     det = exp.detectors[kind]["superact"]
     columns = det.column_ if exp.banks[kind].metadata.get("unsupervised") else None  # type: ignore[attr-defined]
-    sep = separability(test.scores, test.labels, test.masks, qs=(0.95, 0.99), columns=columns)
+    sep = separability_chunks(test.parts, qs=(0.95, 0.99), columns=columns)
     return separability_summary(sep)
 
 

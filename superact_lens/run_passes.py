@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +32,7 @@ __all__ = [
     "merge_pass2",
     "sample_range",
     "save_fit",
+    "split_parts",
     "stream_pass1",
     "stream_pass2",
     "summarize_pass2",
@@ -218,6 +219,46 @@ def merge_pass2(
     return out
 
 
+def _pass2_chunks(
+    state: RunState, n_chunks: int
+) -> Iterator[tuple[Tensor, dict[str, TokenScores]]]:
+    """Each committed CAL+TEST chunk: its CAL+TEST positions (sorted) and its scores
+    per concept type, one chunk in memory at a time."""
+    for j in range(n_chunks):
+        st = load_state(state.chunk_path(state.pass2, j))
+        kinds = list(st)
+        parts = {kind: ScoreRows.from_state(st[kind]).result() for kind in kinds}
+        ids = st[kinds[0]]["ids"]
+        del st
+        yield ids, parts
+
+
+def split_parts(
+    state: RunState,
+    n_chunks: int,
+    rows: range,
+    kind: str,
+    labels_of: Callable[[Tensor], Tensor],
+    masks_of: Callable[[Tensor], Tensor],
+) -> Callable[[], Iterator[tuple[TokenScores, Tensor, Tensor]]]:
+    """A re-iterable source of one split's ``(scores, labels, token_masks)`` parts
+    for concept type ``kind``, read chunk by chunk from the committed files (what
+    :func:`superact_lens.analysis.separability_chunks` reads).
+
+    ``rows``: the split's range of CAL+TEST positions; ``labels_of(positions)`` and
+    ``masks_of(positions)`` give labels ``[b, C]`` and token masks ``[T_b, C]``.
+    """
+
+    def parts() -> Iterator[tuple[TokenScores, Tensor, Tensor]]:
+        for ids, scores in _pass2_chunks(state, n_chunks):
+            keep = (ids >= rows.start) & (ids < rows.stop)
+            if bool(keep.any()):
+                pos = ids[keep]
+                yield scores[kind].select_samples(keep), labels_of(pos), masks_of(pos)
+
+    return parts
+
+
 def summarize_pass2(
     state: RunState,
     n_chunks: int,
@@ -237,12 +278,7 @@ def summarize_pass2(
     """
     out: dict[str, dict[str, SplitSummary]] = {split: {} for split in splits}
     seen = 0
-    for j in range(n_chunks):
-        st = load_state(state.chunk_path(state.pass2, j))
-        kinds = list(st)
-        parts = {kind: ScoreRows.from_state(st[kind]).result() for kind in kinds}
-        ids = st[kinds[0]]["ids"]
-        del st
+    for ids, parts in _pass2_chunks(state, n_chunks):
         seen += len(ids)
         for split, rows in splits.items():
             keep = (ids >= rows.start) & (ids < rows.stop)
