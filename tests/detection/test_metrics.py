@@ -53,6 +53,18 @@ def test_bootstrap_matches_a_loop_of_resamples():
     assert lo == pytest.approx(ref[0], abs=1e-12) and hi == pytest.approx(ref[1], abs=1e-12)
 
 
+@pytest.mark.parametrize("block", [1, 7 * 50, 300 * 50])
+def test_bootstrap_does_not_depend_on_its_block_size(monkeypatch, block):
+    """The block bounds memory only: one resample per block, 7 per block or all
+    at once give the same interval (the draws come from one generator in order)."""
+    from superact_lens.detection import metrics
+
+    pred, labels = _random(2, n=50)
+    ref = bootstrap_weighted_f1(pred, labels, n_resamples=300, seed=3)
+    monkeypatch.setattr(metrics, "_BOOTSTRAP_BLOCK", block)
+    assert bootstrap_weighted_f1(pred, labels, n_resamples=300, seed=3) == ref
+
+
 def test_metric_errors():
     pred, labels = _random(0)
     with pytest.raises(ValueError, match="pred"):
