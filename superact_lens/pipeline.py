@@ -299,7 +299,7 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
     t0 = time.perf_counter()
     train_texts = [ds.texts[i] for i in idx["train"]]
     train_labels = labels_all[idx["train"]]
-    train_masks = list(PackedMasks.from_rows(masks, idx["train"]))  # views, made once
+    train_masks = PackedMasks.from_rows(masks, idx["train"])  # packed: no per-sample views
 
     def make_collector(sample_index: list[int] | None) -> TokenCollector:
         return TokenCollector(

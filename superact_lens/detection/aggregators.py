@@ -10,22 +10,26 @@ column index).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from jaxtyping import Bool
 from torch import Tensor
 
 from superact_lens.errors import InputError
-from superact_lens.scores import TokenScores
 
 from .base import BaseDetector, is_summary
 from .segments import segment_last, segment_max, segment_mean, segment_random
+
+if TYPE_CHECKING:
+    from .base import Scores
 
 __all__ = ["AggregatorDetector", "AGGREGATORS", "aggregate"]
 
 AGGREGATORS = ("cls", "mean", "last", "random", "max")
 
 
-def aggregate(scores: TokenScores, method: str, seed: int = 0) -> Tensor:
+def aggregate(scores: Scores, method: str, seed: int = 0) -> Tensor:
     """Sample aggregates ``[layers, n_samples, columns]`` by ``method``.
 
     ``cls`` reads ``scores.cls``; token methods give ``-inf`` for samples
@@ -71,10 +75,10 @@ class AggregatorDetector(BaseDetector):
         self.seed = int(seed)
         self.match_columns = bool(match_columns)
 
-    def _aggregate(self, scores: TokenScores) -> Tensor:
+    def _aggregate(self, scores: Scores) -> Tensor:
         return aggregate(scores, self.method, self.seed)
 
-    def fit(self, cal: TokenScores, labels: Bool[Tensor, "n C"]) -> AggregatorDetector:
+    def fit(self, cal: Scores, labels: Bool[Tensor, "n C"]) -> AggregatorDetector:
         labels = self._check_fit_inputs(cal, labels)
         n_c = labels.shape[1]
         agg = self._aggregate(cal)  # [L, n, K]

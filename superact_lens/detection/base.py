@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from jaxtyping import Bool, Float
@@ -26,6 +26,16 @@ from superact_lens.errors import InputError, InputTypeError
 from superact_lens.scores import TokenScores
 
 from .calibration import best_f1_threshold_sorted, chunk_rows, select_best
+
+if TYPE_CHECKING:  # stats imports detection: only for annotations
+    from typing import TypeAlias
+
+    from typing_extensions import TypeIs
+
+    from superact_lens.stats.summary import SplitSummary
+
+    #: What detectors read a split as: its token scores, or its per-sample reductions.
+    Scores: TypeAlias = TokenScores | SplitSummary
 
 __all__ = ["BaseDetector", "load_detector"]
 
@@ -61,7 +71,7 @@ def as_token_masks(token_masks: Any, n_tokens: int, n_concepts: int) -> Tensor:
     return _as_bool_2d(token_masks, "token_masks", n_tokens, n_concepts)
 
 
-def is_summary(scores: Any) -> bool:
+def is_summary(scores: Any) -> TypeIs[SplitSummary]:
     """Whether ``scores`` is a :class:`~superact_lens.stats.summary.SplitSummary`
     (per-sample reductions that detectors read instead of the token scores)."""
     from superact_lens.stats.summary import SplitSummary  # stats imports detection
@@ -95,7 +105,7 @@ class BaseDetector:
     match_columns: bool
 
     # ----------------------------------------------------------- subclass API
-    def _aggregate(self, scores: TokenScores) -> Float[Tensor, "layers n cols"]:
+    def _aggregate(self, scores: Scores) -> Float[Tensor, "layers n cols"]:
         raise NotImplementedError
 
     # -------------------------------------------------------------- checking
@@ -119,7 +129,7 @@ class BaseDetector:
     # ------------------------------------------------------------ selection
     def _store_selection(
         self,
-        cal: TokenScores,
+        cal: Scores,
         col_idx: Tensor,
         layer_idx: Tensor,
         threshold: Tensor,
@@ -139,7 +149,7 @@ class BaseDetector:
 
     def _store_best_per_layer(
         self,
-        cal: TokenScores,
+        cal: Scores,
         thr: Float[Tensor, "C K L"],
         f1: Float[Tensor, "C K L"],
         n: Tensor,
@@ -193,14 +203,14 @@ class BaseDetector:
         return thr, f1
 
     # ------------------------------------------------------------ prediction
-    def _layer_positions(self, scores: TokenScores) -> Tensor:
+    def _layer_positions(self, scores: Scores) -> Tensor:
         index = {layer: i for i, layer in enumerate(scores.layers)}
         missing = sorted({int(x) for x in self.layer_} - set(index))
         if missing:
             raise InputError(f"scores lacks layers {missing} chosen on cal (has {scores.layers})")
         return torch.tensor([index[int(x)] for x in self.layer_], dtype=torch.long)
 
-    def _selected(self, scores: TokenScores) -> Float[Tensor, "n C"]:
+    def _selected(self, scores: Scores) -> Float[Tensor, "n C"]:
         self._check_fitted()
         check_scores(scores, "scores")
         if scores.n_columns != self.n_columns_:
@@ -211,12 +221,12 @@ class BaseDetector:
         pos = self._layer_positions(scores).to(agg.device)
         return agg[pos, :, self.column_.to(agg.device)].T  # [n, C]
 
-    def decision_function(self, scores: TokenScores) -> Float[Tensor, "n C"]:
+    def decision_function(self, scores: Scores) -> Float[Tensor, "n C"]:
         """``aggregate - threshold_`` per sample and concept: > 0 means present;
         ``-inf`` for samples without content tokens."""
         return self._selected(scores) - self.threshold_.to(scores.device)
 
-    def predict(self, scores: TokenScores) -> Bool[Tensor, "n C"]:
+    def predict(self, scores: Scores) -> Bool[Tensor, "n C"]:
         """Concept presence per sample: aggregate > threshold_."""
         return self._selected(scores) > self.threshold_.to(scores.device)
 
@@ -226,7 +236,7 @@ class BaseDetector:
         Used by the F1-by-depth analysis."""
         raise NotImplementedError
 
-    def predict_layers(self, scores: TokenScores) -> Bool[Tensor, "L n C"]:
+    def predict_layers(self, scores: Scores) -> Bool[Tensor, "L n C"]:
         """Predictions at every cal layer, each with its own cal-tuned threshold
         (:meth:`layer_thresholds`), at each concept's chosen column."""
         self._check_fitted()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jaxtyping import Bool
 from torch import Tensor
@@ -18,6 +18,9 @@ from .calibration import DEFAULT_N_GRID
 from .metrics import detection_report
 from .superact import FixedNDetector, SuperActivatorDetector
 
+if TYPE_CHECKING:
+    from .base import Scores
+
 __all__ = ["METHODS", "fit_detectors", "evaluate_detectors"]
 
 #: Method names as in results.json (INTERFACES §3).
@@ -25,7 +28,7 @@ METHODS = ("superact", "superact_fixed", "cls", "mean", "last", "random", "max")
 
 
 def fit_detectors(
-    cal: TokenScores,
+    cal: Scores,
     labels: Bool[Tensor, "n C"],
     token_masks: Bool[Tensor, "T C"] | Sequence[Tensor] | None,
     methods: Sequence[str] = METHODS,

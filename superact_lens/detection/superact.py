@@ -20,6 +20,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Bool, Float
@@ -41,6 +42,9 @@ from .calibration import (
     superact_thresholds,
 )
 from .segments import segment_ids
+
+if TYPE_CHECKING:
+    from .base import Scores
 
 __all__ = ["SuperActivatorDetector", "FixedNDetector", "superact_grid"]
 
@@ -116,11 +120,11 @@ class SuperActivatorDetector(BaseDetector):
         self.n_grid = tuple(float(x) for x in n_grid)
         self.match_columns = bool(match_columns)
 
-    def _aggregate(self, scores: TokenScores) -> Tensor:
+    def _aggregate(self, scores: Scores) -> Tensor:
         return aggregate(scores, "max")
 
     def _in_scores(
-        self, cal: TokenScores, labels: Tensor, token_masks: Tensor | Sequence[Tensor] | None
+        self, cal: Scores, labels: Tensor, token_masks: Tensor | Sequence[Tensor] | None
     ) -> tuple[list[Tensor], Tensor]:
         """Per concept its in-concept cal token scores (``[L, m_c, K']``), and ``m_c``."""
         n_c = labels.shape[1]
@@ -152,7 +156,7 @@ class SuperActivatorDetector(BaseDetector):
 
     def fit(
         self,
-        cal: TokenScores,
+        cal: Scores,
         labels: Bool[Tensor, "n C"],
         token_masks: Bool[Tensor, "T C"] | Sequence[Tensor] | None = None,
     ) -> SuperActivatorDetector:
@@ -228,10 +232,10 @@ class FixedNDetector(BaseDetector):
         self.n = float(n)
         self.match_columns = bool(match_columns)
 
-    def _aggregate(self, scores: TokenScores) -> Tensor:
+    def _aggregate(self, scores: Scores) -> Tensor:
         return aggregate(scores, "max")
 
-    def top_tokens(self, scores: TokenScores) -> Float[Tensor, "L n k K"]:
+    def top_tokens(self, scores: Scores) -> Float[Tensor, "L n k K"]:
         """Each sample's top ``ceil(n% * T)`` token scores per layer and column,
         descending, padded with ``-inf`` (k = the largest count)."""
         if is_summary(scores):
@@ -257,7 +261,7 @@ class FixedNDetector(BaseDetector):
         keep = torch.arange(k_max).view(1, k_max) < k_i.view(-1, 1)  # [n, k]
         return torch.where(keep.view(1, *keep.shape, 1), top, torch.full_like(top, float("-inf")))
 
-    def fit(self, cal: TokenScores, labels: Bool[Tensor, "n C"]) -> FixedNDetector:
+    def fit(self, cal: Scores, labels: Bool[Tensor, "n C"]) -> FixedNDetector:
         labels = self._check_fit_inputs(cal, labels)
         n_c = labels.shape[1]
         top = self.top_tokens(cal)  # [L, n, k, K]

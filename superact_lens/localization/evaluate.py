@@ -170,7 +170,10 @@ def evaluate_cases(
             maps: dict[tuple[str, str], Tensor] = {}
             target_of: dict[str, Tensor] = {}
             for target in targets:
-                target_of[target] = localizer.set_target(problem, case.concept, target, sa).target
+                chosen = localizer.set_target(problem, case.concept, target, sa).target
+                if chosen is None:  # pragma: no cover -- set_target always sets one
+                    raise RuntimeError(f"localize: no {target} target was set")
+                target_of[target] = chosen
                 for method in methods:
                     maps[target, method] = localizer.attribute(problem, method)
                     bar.update(1)

@@ -21,6 +21,7 @@ values, see :mod:`superact_lens.stats.state`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -77,7 +78,8 @@ class TokenCollector(Sink):
 
     Args:
         token_masks: per sample (global index of the text given to ``stream``),
-            ``Bool[n_content, C]``: which content tokens lie in a span of each concept.
+            ``Bool[n_content, C]``: which content tokens lie in a span of each concept
+            (a list, or packed masks whose ``.data`` holds every row: kept as given).
         sample_labels: ``Bool[n_samples, C]`` sample-level labels.
         cap_in: in-concept tokens kept per concept.
         cap_neg: tokens of negative samples kept per concept.
@@ -89,7 +91,7 @@ class TokenCollector(Sink):
 
     def __init__(
         self,
-        token_masks: list[Bool[Tensor, "n_content C"]],
+        token_masks: Sequence[Bool[Tensor, "n_content C"]],
         sample_labels: Bool[Tensor, "n C"],
         cap_in: int = 2000,
         cap_neg: int = 20000,
@@ -104,18 +106,28 @@ class TokenCollector(Sink):
             raise InputError(
                 f"token_masks: {len(token_masks)} masks for {labels.shape[0]} rows of sample_labels"
             )
-        masks = [  # bool tensors as they are: a run builds a collector per chunk
-            m
-            if isinstance(m, Tensor) and m.dtype == torch.bool
-            else torch.as_tensor(np.asarray(m)).bool()
-            for m in token_masks
-        ]
-        for i, m in enumerate(masks):
-            if m.ndim != 2 or m.shape[1] != labels.shape[1]:
+        packed = getattr(token_masks, "data", None)
+        if isinstance(packed, Tensor) and packed.dtype == torch.bool and packed.ndim == 2:
+            # packed masks (run_masks.PackedMasks): views made on access, none held
+            if packed.shape[1] != labels.shape[1]:
                 raise InputError(
-                    f"token_masks[{i}]: expected [n_content, {labels.shape[1]}], "
-                    f"got {tuple(m.shape)}"
+                    f"token_masks: expected [n_content, {labels.shape[1]}] masks, "
+                    f"got {packed.shape[1]} concept columns"
                 )
+            masks = token_masks
+        else:
+            masks = [  # bool tensors as they are: a run builds a collector per chunk
+                m
+                if isinstance(m, Tensor) and m.dtype == torch.bool
+                else torch.as_tensor(np.asarray(m)).bool()
+                for m in token_masks
+            ]
+            for i, m in enumerate(masks):
+                if m.ndim != 2 or m.shape[1] != labels.shape[1]:
+                    raise InputError(
+                        f"token_masks[{i}]: expected [n_content, {labels.shape[1]}], "
+                        f"got {tuple(m.shape)}"
+                    )
         for name, cap in (("cap_in", cap_in), ("cap_neg", cap_neg)):
             if not isinstance(cap, int) or cap < 1:
                 raise InputError(f"{name}: expected a positive int, got {cap!r}")
