@@ -90,22 +90,36 @@ def merge_pass1(
     make_collector: Callable[[list[int] | None], TokenCollector],
 ) -> tuple[Normalizer, TokenSample, Tensor]:
     """Normaliser (moments merged in chunk order), token sample and the train sample
-    embeddings ``[layers, n_train, d_model]`` from every committed pass-1 file."""
-    norm: NormStatsSink | None = None
-    rows = SampleRows()
-    for j in range(n_chunks):
-        st = load_state(state.chunk_path(state.pass1, j))
-        part = NormStatsSink.from_state(st["norm"])
-        norm = part if norm is None else norm.merge(part)
-        rows.add(st["emb"]["ids"], emb=st["emb"]["col.emb"])
+    embeddings ``[layers, n_train, d_model]`` from every committed pass-1 file.
+
+    Each chunk's embeddings are copied straight into place (peak: the merged
+    embeddings plus one chunk; gathering then sorting held three copies), equal to
+    :class:`~superact_lens.stats.SampleRows` merged over the chunks."""
     collector: TokenCollector | None = None
     for path in state.collector_files():
         part_c = make_collector(None).load_state_dict(load_state(path.with_suffix(""))["collector"])
         collector = part_c if collector is None else collector.merge(part_c)
-    if norm is None or collector is None or not bool(collector.seen_.all()):
+    if collector is None or not bool(collector.seen_.all()):
         raise RuntimeError(f"{state.pass1}: the train pass is incomplete")
     n_train = len(collector.seen_)
-    return norm.result(), collector.result(), rows.result(n_train)["emb"].transpose(0, 1)
+    norm: NormStatsSink | None = None
+    emb: Tensor | None = None
+    filled = torch.zeros(n_train, dtype=torch.bool)
+    for j in range(n_chunks):
+        st = load_state(state.chunk_path(state.pass1, j))
+        part = NormStatsSink.from_state(st["norm"])
+        norm = part if norm is None else norm.merge(part)
+        ids, rows = st["emb"]["ids"], st["emb"]["col.emb"]  # rows: [b, layers, d_model]
+        if emb is None:
+            emb = torch.empty(rows.shape[1], n_train, rows.shape[2], dtype=rows.dtype)
+        if bool(filled[ids].any()):
+            raise RuntimeError(f"{state.pass1}: a train sample is in two chunks")
+        filled[ids] = True
+        emb[:, ids] = rows.transpose(0, 1)
+        del st
+    if norm is None or emb is None or not bool(filled.all()):
+        raise RuntimeError(f"{state.pass1}: the train pass is incomplete")
+    return norm.result(), collector.result(), emb
 
 
 def save_fit(
