@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from superact_lens.data import (
     DatasetError,
@@ -260,3 +262,15 @@ def test_explicit_concepts_and_ignored_columns(good_folder: Path) -> None:
 def test_byte_order_mark_is_not_text(good_folder: Path) -> None:
     (good_folder / "p/1.txt").write_bytes("\ufeffPlain text.".encode())
     assert load_dataset(good_folder).texts[1] == "Plain text."
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab./\\", max_size=12))
+def test_posix_key_equals_pure_posix_path(rel):
+    """The duplicate-path key is ``str(PurePosixPath(...))``, built without pathlib
+    (which interns every part of 10^5 file names for the life of the process)."""
+    from pathlib import PurePosixPath
+
+    from superact_lens.data.folder import posix_key
+
+    assert posix_key(rel) == str(PurePosixPath(rel.replace("\\", "/")))
