@@ -27,7 +27,7 @@ import io
 import os
 import tarfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +113,26 @@ def _open_source(folder: str | Path, name: str | None) -> tuple[_Source, str]:
     return _Source(path), src_name
 
 
-def _read_metadata(src: _Source, src_name: str) -> tuple[list[str], list[dict]]:
+class _CsvRows:
+    """The rows of ``metadata.csv`` as dicts, parsed afresh on every iteration: the
+    loader reads them twice (concept columns, then rows), and 10^5 dicts held at
+    once cost ~40 MB that the process would not give back."""
+
+    def __init__(self, raw: str, header: list[str]) -> None:
+        self._raw, self._header = raw, header
+        self._n = sum(1 for _ in self)
+
+    def __iter__(self) -> Iterator[dict]:
+        reader = csv.DictReader(io.StringIO(self._raw))
+        _ = reader.fieldnames  # reads the header line
+        reader.fieldnames = self._header
+        return iter(reader)
+
+    def __len__(self) -> int:
+        return self._n
+
+
+def _read_metadata(src: _Source, src_name: str) -> tuple[list[str], _CsvRows]:
     """Header (stripped names) and rows of ``metadata.csv``; :class:`DatasetError` if unusable."""
     try:
         raw = src.read_bytes("metadata.csv").decode("utf-8-sig")
@@ -123,11 +142,10 @@ def _read_metadata(src: _Source, src_name: str) -> tuple[list[str], list[dict]]:
         raise DatasetError([f"metadata.csv is not valid UTF-8 ({err.reason})"], src_name) from None
     reader = csv.DictReader(io.StringIO(raw))
     header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    rows = list(reader)
     if not header:
         raise DatasetError(["metadata.csv is empty (no header)"], src_name)
-    if not rows:
+    rows = _CsvRows(raw, header)
+    if not len(rows):
         raise DatasetError(["metadata.csv has no rows"], src_name)
     return header, rows
 
@@ -137,7 +155,7 @@ def _parse_flag(value: str | None) -> bool | None:
     return True if v in _TRUE else False if v in _FALSE else None
 
 
-def _concept_columns(header: list[str], rows: list[dict], concepts: Sequence[str] | None):
+def _concept_columns(header: list[str], rows: _CsvRows, concepts: Sequence[str] | None):
     """Concept columns: given explicitly, or columns whose values are mostly (> 50 %) 0/1.
 
     A concept column with a few bad values is thus still a concept column, and
@@ -157,7 +175,7 @@ def _concept_columns(header: list[str], rows: list[dict], concepts: Sequence[str
 
 def _concept_lookup(
     header: list[str],
-    rows: list[dict],
+    rows: _CsvRows,
     concepts: Sequence[str] | None,
     problems: list[str],
     src_name: str,
