@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,13 +77,27 @@ def chunk_plan(
     return [order[s : s + size] for s in range(0, len(order), size)]
 
 
+def _update_json_list(h: Any, items: Iterable[Any]) -> None:
+    """Feed ``h`` the bytes of ``json.dumps(list(items))``, one item at a time
+    (no JSON text of the whole dataset in memory)."""
+    h.update(b"[")
+    for i, item in enumerate(items):
+        h.update((", " if i else "").encode() + json.dumps(item).encode())
+    h.update(b"]")
+
+
 def dataset_fingerprint(ds: Any) -> str:
-    """sha256 of what a run reads from a dataset: concepts, texts, labels, spans, splits."""
+    """sha256 of what a run reads from a dataset: concepts, texts, labels, spans, splits.
+
+    Streamed sample by sample; the digest is that of the JSON documents
+    ``[concepts, texts]``, the label bytes, the spans and the splits."""
     h = hashlib.sha256()
-    h.update(json.dumps([list(ds.concepts), list(ds.texts)]).encode())
+    h.update(b"[" + json.dumps(list(ds.concepts)).encode() + b", ")
+    _update_json_list(h, ds.texts)
+    h.update(b"]")
     h.update(np.ascontiguousarray(np.asarray(ds.labels, dtype=bool)).tobytes())
-    h.update(json.dumps([[list(s) for s in spans] for spans in ds.spans]).encode())
-    h.update(json.dumps([str(s) for s in ds.splits]).encode())
+    _update_json_list(h, ([list(s) for s in spans] for spans in ds.spans))
+    _update_json_list(h, (str(s) for s in ds.splits))
     return h.hexdigest()
 
 
