@@ -60,7 +60,7 @@ from superact_lens.run_passes import (
 )
 from superact_lens.runstate import RunState, World, chunk_plan
 from superact_lens.scores import TokenScores
-from superact_lens.sinks import ProjectionSink, TokenCollector
+from superact_lens.sinks import ProjectionSink, TokenCollector, sample_subset
 from superact_lens.sinks.token_sample import TokenSample
 from superact_lens.stats.summary import SplitSummary
 from superact_lens.vision.masks import ImageRunData, is_image_folder, prepare_images
@@ -311,8 +311,14 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
             sample_index=sample_index,
         )
 
+    # CLS-level concepts are fitted on a stratified sample of TRAIN samples under the
+    # token caps (all of them unless a concept has more positives than cap_in or
+    # negatives than cap_neg): their embeddings would otherwise grow with the run.
+    cls_rows = sample_subset(train_labels, config.cap_in, config.cap_neg, config.seed)
     bs = config.batch_size
-    stream_pass1(state, world, lens, train_texts, make_collector, layers, bs, config.progress)
+    stream_pass1(
+        state, world, lens, train_texts, make_collector, cls_rows, layers, bs, config.progress
+    )
     world.barrier()
     t_embed_train = time.perf_counter() - t0
 
@@ -323,11 +329,11 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
     if world.rank == 0:
         with world.solo():
             n_chunks = len(chunk_plan(train_texts, bs))
-            normalizer, sample, train_emb = merge_pass1(state, n_chunks, make_collector)
+            normalizer, sample, cls_emb = merge_pass1(state, n_chunks, make_collector, cls_rows)
             sample, notes = _spanless_fallback(sample, names)
             if not state.fit_done():
                 banks, cls_banks = fit_banks(
-                    config, sample, normalizer, train_emb, train_labels, layers, names
+                    config, sample, normalizer, cls_emb, train_labels[cls_rows], layers, names
                 )
                 save_fit(state, normalizer, banks, cls_banks)
     world.barrier()

@@ -49,14 +49,19 @@ def stream_pass1(
     lens: Any,
     texts: Sequence[str],
     make_collector: Callable[[list[int] | None], TokenCollector],
+    cls_rows: Tensor,
     layers: list[int],
     batch_size: int,
     progress: bool,
 ) -> None:
     """Stream this rank's unfinished TRAIN chunks; commit each to ``pass1/``.
 
-    ``make_collector(sample_index)`` builds a TokenCollector over the whole split.
+    ``make_collector(sample_index)`` builds a TokenCollector over the whole split;
+    ``cls_rows`` (ascending train indices, :func:`~superact_lens.sinks.sample_subset`)
+    are the samples whose embeddings are kept for the CLS-level concepts.
     """
+    keep = torch.zeros(len(texts), dtype=torch.bool)
+    keep[cls_rows] = True
     chunks = chunk_plan(texts, batch_size)
     mine = _mine(world, len(chunks), state.pass1_done())
     running: TokenCollector | None = None
@@ -71,7 +76,8 @@ def stream_pass1(
             batch_size=batch_size,
             progress=progress and f"train pass {k + 1}/{len(mine)}",
         )
-        rows = SampleRows().add(ids, emb=emb.result().transpose(0, 1))
+        kept = keep[ids]
+        rows = SampleRows().add(torch.as_tensor(ids)[kept], emb=emb.result().transpose(0, 1)[kept])
         save_state(
             state.chunk_path(state.pass1, j), {"norm": stats.state_dict(), "emb": rows.state_dict()}
         )
@@ -88,9 +94,11 @@ def merge_pass1(
     state: RunState,
     n_chunks: int,
     make_collector: Callable[[list[int] | None], TokenCollector],
+    cls_rows: Tensor,
 ) -> tuple[Normalizer, TokenSample, Tensor]:
-    """Normaliser (moments merged in chunk order), token sample and the train sample
-    embeddings ``[layers, n_train, d_model]`` from every committed pass-1 file.
+    """Normaliser (moments merged in chunk order), token sample and the embeddings
+    ``[layers, len(cls_rows), d_model]`` of the train samples ``cls_rows`` (ascending,
+    as given to :func:`stream_pass1`) from every committed pass-1 file.
 
     Each chunk's embeddings are copied straight into place (peak: the merged
     embeddings plus one chunk; gathering then sorting held three copies), equal to
@@ -101,17 +109,21 @@ def merge_pass1(
         collector = part_c if collector is None else collector.merge(part_c)
     if collector is None or not bool(collector.seen_.all()):
         raise RuntimeError(f"{state.pass1}: the train pass is incomplete")
-    n_train = len(collector.seen_)
+    cls_rows = torch.as_tensor(cls_rows, dtype=torch.long)
     norm: NormStatsSink | None = None
     emb: Tensor | None = None
-    filled = torch.zeros(n_train, dtype=torch.bool)
+    filled = torch.zeros(len(cls_rows), dtype=torch.bool)
     for j in range(n_chunks):
         st = load_state(state.chunk_path(state.pass1, j))
         part = NormStatsSink.from_state(st["norm"])
         norm = part if norm is None else norm.merge(part)
         ids, rows = st["emb"]["ids"], st["emb"]["col.emb"]  # rows: [b, layers, d_model]
         if emb is None:
-            emb = torch.empty(rows.shape[1], n_train, rows.shape[2], dtype=rows.dtype)
+            emb = torch.empty(rows.shape[1], len(cls_rows), rows.shape[2], dtype=rows.dtype)
+        at = torch.searchsorted(cls_rows, ids)
+        if bool((at >= len(cls_rows)).any()) or not torch.equal(cls_rows[at], ids):
+            raise RuntimeError(f"{state.pass1}: chunk {j} holds samples outside the CLS subset")
+        ids = at
         if bool(filled[ids].any()):
             raise RuntimeError(f"{state.pass1}: a train sample is in two chunks")
         filled[ids] = True

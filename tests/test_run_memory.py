@@ -110,3 +110,32 @@ def test_packed_masks_equal_the_per_sample_masks(minilm_lens):
     assert all(torch.equal(sub[k], want[i]) for k, i in enumerate(rows))
     again = PackedMasks.from_list(want, ds.n_concepts)
     assert torch.equal(again.data, packed.data) and torch.equal(again.offsets, packed.offsets)
+
+
+def test_cls_concepts_are_fitted_on_the_capped_sample_subset(tmp_path_factory, minilm_folder):
+    """With caps below the train split's counts, the run keeps only the embeddings of
+    ``sample_subset``'s samples, and its CLS-level bank is the estimator fitted on them."""
+    from superact_lens.concepts import make_estimator
+    from superact_lens.pipeline import RunConfig, run_experiment
+    from superact_lens.sinks import SampleEmbeddingSink, sample_subset
+    from tests.run_helpers import tiny_text_inputs
+
+    model, data = tiny_text_inputs(tmp_path_factory, minilm_folder)
+    config = RunConfig(
+        model=str(model), dataset=str(data), concepts=("mean",), batch_size=2,
+        n_bootstrap=20, cap_in=4, cap_neg=6, methods=("cls",), progress=False,
+    )  # fmt: skip
+    exp = run_experiment(config)
+    train = exp.dataset.subset("train")
+    labels = torch.as_tensor(train.labels)
+    rows = sample_subset(labels, 4, 6, config.seed)
+    assert 0 < len(rows) < len(train)  # the caps bite
+    sink = SampleEmbeddingSink()
+    exp.lens.stream(train.texts, [sink], layers=exp.layers, batch_size=2)
+    emb = sink.result()
+    est = make_estimator("mean", seed=config.seed)
+    names = list(train.concepts)
+    want = est.fit_cls(emb[:, rows], labels[rows], exp.layers, exp.normalizer, names).bank_
+    torch.testing.assert_close(exp.cls_banks["mean"].vectors, want.vectors)
+    everything = est.fit_cls(emb, labels, exp.layers, exp.normalizer, names).bank_
+    assert not torch.allclose(everything.vectors, want.vectors)  # so the test can fail

@@ -2,12 +2,12 @@
 
 * :class:`ProjectionSink` -> :class:`~superact_lens.scores.TokenScores`
 * :class:`NormStatsSink` -> :class:`~superact_lens.normalization.Normalizer`
-* :class:`TokenCollector` -> :class:`TokenSample`
+* :class:`TokenCollector` -> :class:`TokenSample` (:func:`sample_subset`: its rule on samples)
 * :class:`SampleEmbeddingSink` -> ``Float[Tensor, "layers n_samples d_model"]``
 """
 
 from superact_lens.sinks.base import Sink
-from superact_lens.sinks.collector import TokenCollector
+from superact_lens.sinks.collector import TokenCollector, sample_subset
 from superact_lens.sinks.norm_stats import MomentAccumulator, NormStatsSink
 from superact_lens.sinks.projection import ProjectionSink
 from superact_lens.sinks.sample_embedding import SampleEmbeddingSink
@@ -21,4 +21,5 @@ __all__ = [
     "Sink",
     "TokenCollector",
     "TokenSample",
+    "sample_subset",
 ]

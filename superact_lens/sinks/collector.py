@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from superact_lens.errors import InputError
@@ -36,7 +36,7 @@ from superact_lens.sinks.token_sample import TokenSample
 if TYPE_CHECKING:
     from superact_lens.lens import TokenBatch
 
-__all__ = ["TokenCollector", "token_keys"]
+__all__ = ["TokenCollector", "sample_subset", "token_keys"]
 
 _POS_BITS = 20  # uid = sample_id << 20 | content position
 
@@ -50,6 +50,31 @@ def token_keys(uids: np.ndarray, seed: int) -> np.ndarray:
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def sample_subset(
+    labels: Bool[Tensor, "n C"], cap_in: int, cap_neg: int, seed: int
+) -> Int[Tensor, " k"]:
+    """The collector's rule applied to whole samples: for each concept ``c``, the
+    ``cap_in`` samples labelled ``c`` and the ``cap_neg`` samples not labelled ``c``
+    with the smallest keys (one key per sample, from ``(seed, sample index)``).
+    Returns the union as ascending sample indices: every sample when no concept has
+    more positives than ``cap_in`` or negatives than ``cap_neg``. Fixed by the labels
+    and the seed, so every shard of a run agrees on it.
+    """
+    labels = torch.as_tensor(labels, dtype=torch.bool)
+    if labels.ndim != 2:
+        raise InputError(f"labels: expected a [n, C] bool tensor, got shape {tuple(labels.shape)}")
+    for name, cap in (("cap_in", cap_in), ("cap_neg", cap_neg)):
+        if not isinstance(cap, int) or cap < 1:
+            raise InputError(f"{name}: expected a positive int, got {cap!r}")
+    keys = torch.from_numpy(token_keys(np.arange(len(labels), dtype=np.uint64), seed))
+    order = torch.argsort(keys, stable=True)
+    ranked = labels[order]  # [n, C], smallest key first
+    in_rank = ranked.cumsum(0, dtype=torch.int64)  # 1-based rank among c's positives
+    neg_rank = (~ranked).cumsum(0, dtype=torch.int64)
+    kept = ((ranked & (in_rank <= cap_in)) | (~ranked & (neg_rank <= cap_neg))).any(1)
+    return torch.sort(order[kept]).values
 
 
 class _Reservoir:
