@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from superact_lens.concepts import ConceptBank
-from superact_lens.data import TextDataset, load_dataset
+from superact_lens.data import PackedStrings, TextDataset, load_dataset
 from superact_lens.detection import METHODS, PromptDetector, fit_detectors, load_generative
 from superact_lens.errors import InputError, InputTypeError
 from superact_lens.lens import ConceptLens
@@ -257,6 +257,13 @@ def prepare(
     return lens, dataset, layers, text_masks(lens, dataset), prompt
 
 
+def _texts_at(texts: Sequence[str], rows: np.ndarray) -> Sequence[str]:
+    """``texts[rows]``, packed when ``texts`` is (no string object per sample)."""
+    if isinstance(texts, PackedStrings):
+        return texts.take(rows)
+    return [texts[i] for i in rows]
+
+
 def run_experiment(config: RunConfig, state_dir: str | Path | None = None) -> Experiment:
     """Run the whole method in this process and return the in-memory experiment
     (results in ``.results``). ``state_dir``: where the streamed state is committed
@@ -297,7 +304,7 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
 
     # Pass 1: TRAIN -> normaliser, token sample, sample embeddings.
     t0 = time.perf_counter()
-    train_texts = [ds.texts[i] for i in idx["train"]]
+    train_texts = _texts_at(ds.texts, idx["train"])
     train_labels = labels_all[idx["train"]]
     train_masks = PackedMasks.from_rows(masks, idx["train"])  # packed: no per-sample views
 
@@ -343,7 +350,7 @@ def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | N
     # Pass 2: CAL and TEST -> token scores and CLS-level scores of every bank.
     t0 = time.perf_counter()
     eval_rows = np.concatenate([idx["cal"], idx["test"]])
-    eval_texts = [ds.texts[i] for i in eval_rows]
+    eval_texts = _texts_at(ds.texts, eval_rows)
 
     def make_sinks() -> dict[str, ProjectionSink]:
         return {

@@ -11,15 +11,18 @@ from superact_lens.data.folder import read_dataset_folder, stratified_split, wri
 from superact_lens.data.images import ImageDataset, read_image_folder
 from superact_lens.data.loading import available_datasets, load_dataset, shipped_dataset_path
 from superact_lens.data.masks import content_offsets, token_masks
+from superact_lens.data.packed import PackedSpans, PackedStrings
 from superact_lens.data.patches import content_pixels, fit_image, fit_mask, patch_masks
 from superact_lens.data.stats import dataset_stats, format_stats
 from superact_lens.data.synthetic import make_synthetic_dataset
 
 __all__ = [
     "CLEVR_CONCEPTS",
-    "SPLITS",
     "DatasetError",
     "ImageDataset",
+    "PackedSpans",
+    "PackedStrings",
+    "SPLITS",
     "TextDataset",
     "available_datasets",
     "content_offsets",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
@@ -83,7 +84,14 @@ class _Samples:
     def select(self: _S, indices: np.ndarray | list[int]) -> _S:
         """A new dataset with the samples at ``indices``, in that order."""
         idx = [int(i) for i in np.asarray(indices, dtype=int).ravel()]
-        per_sample = {f: [copy.copy(getattr(self, f)[i]) for i in idx] for f in self._PER_SAMPLE}
+        per_sample = {
+            f: (
+                values.take(idx)  # packed (data.packed) stays packed
+                if hasattr(values := getattr(self, f), "take")
+                else [copy.copy(values[i]) for i in idx]
+            )
+            for f in self._PER_SAMPLE
+        }
         return dataclasses.replace(  # type: ignore[type-var]  # the subclasses are dataclasses
             self,
             concepts=list(self.concepts),
@@ -112,16 +120,20 @@ class TextDataset(_Samples):
             ("present, location unknown").
         splits: ``str [n]`` with values in ``{"train", "cal", "test"}``.
         paths: the source file of each sample (for error messages).
+
+    ``texts``, ``spans`` and ``paths`` may be lists or any sequence; datasets read
+    from a folder hold them packed (:mod:`superact_lens.data.packed`), which
+    ``select`` and ``subset`` keep.
         meta: free-form extras (e.g. planted trigger words of a synthetic set).
     """
 
     name: str
     concepts: list[str]
-    texts: list[str]
+    texts: Sequence[str]
     labels: np.ndarray
-    spans: list[list[tuple[int, int, int]]]
+    spans: Sequence[list[tuple[int, int, int]]]
     splits: np.ndarray
-    paths: list[str]
+    paths: Sequence[str]
     meta: dict = field(default_factory=dict)
 
     _PER_SAMPLE = ("texts", "spans", "paths")

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from superact_lens.data.dataset import SPLITS, DatasetError, TextDataset
+from superact_lens.data.packed import PackedSpans, PackedStrings
 from superact_lens.data.tags import normalize_name, parse_tagged, render_tagged
 from superact_lens.errors import InputFileNotFoundError
 
@@ -301,7 +302,9 @@ def read_dataset_folder(
         problems.append("metadata.csv: missing column 'text_path'")
     cols, lookup = _concept_lookup(header, rows, concepts, problems, src_name)
     has_split = "split" in header
-    texts, spans, paths, splits = [], [], [], []
+    # packed: 10^5 small objects would stay resident among the load's freed temporaries
+    texts, spans, paths = PackedStrings(), PackedSpans(), PackedStrings()
+    splits: list[str] = []
     labels = np.zeros((len(rows), len(cols)), dtype=bool)
     warnings: list[str] = []
     first_row: dict[str, int] = {}  # normalised text_path -> first row listing it
