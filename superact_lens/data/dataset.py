@@ -63,7 +63,7 @@ class _Samples:
                 raise InputError(f"{attr}: expected {n} entries, got {len(getattr(self, attr))}")
         if self.splits.shape != (n,):
             raise InputError(f"splits: expected shape ({n},), got {self.splits.shape}")
-        bad = sorted(set(self.splits.tolist()) - set(SPLITS))
+        bad = sorted(set(np.unique(self.splits).tolist()) - set(SPLITS))
         if bad:
             raise InputError(f"splits: unknown split name(s) {bad}; expected one of {SPLITS}")
 

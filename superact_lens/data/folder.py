@@ -25,8 +25,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 import tarfile
 import zipfile
+from array import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -277,6 +279,22 @@ def stratified_split(
     return out.astype(str)
 
 
+def _repeated_rows(paths: Sequence[str], key_hashes: array) -> list[tuple[int, int]]:
+    """``(row, first row)`` (0-based) for each row whose normalised path an earlier row
+    lists. Only rows whose key hash is shared are compared by key: a dict of 10^5
+    path strings would stay resident among the load's freed temporaries."""
+    h = np.frombuffer(key_hashes, dtype=np.int64)
+    _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+    first: dict[str, int] = {}
+    repeated = []
+    for r in np.flatnonzero((counts[inverse] > 1) & (h != 0)).tolist():
+        key = posix_key(paths[r])
+        if key in first:
+            repeated.append((r, first[key]))
+        first.setdefault(key, r)
+    return repeated
+
+
 def read_dataset_folder(
     folder: str | Path,
     seed: int = 0,
@@ -307,17 +325,12 @@ def read_dataset_folder(
     splits: list[str] = []
     labels = np.zeros((len(rows), len(cols)), dtype=bool)
     warnings: list[str] = []
-    first_row: dict[str, int] = {}  # normalised text_path -> first row listing it
+    key_hashes = array("q")  # hash of each row's normalised text_path (0: none)
     for r, row in enumerate(rows, start=1):
         rel = (row.get("text_path") or "").strip()
         where = f"metadata.csv row {r} (file {rel or '?'})"
         row_problems = []
-        if rel:
-            # one text twice would be counted twice, or leak between splits
-            key = posix_key(rel)
-            if key in first_row:
-                row_problems.append(f"text_path also listed in row {first_row[key]}")
-            first_row.setdefault(key, r)
+        key_hashes.append((hash(posix_key(rel)) or 1) if rel else 0)
         split, label_problems = _row_labels(row, cols, has_split, labels[r - 1])
         row_problems += label_problems
         text, sample_spans = "", []
@@ -352,7 +365,12 @@ def read_dataset_folder(
         texts.append(text)
         spans.append(sorted(set(sample_spans)))
         paths.append(rel)
-        splits.append(split)
+        splits.append(sys.intern(split))  # one str per split name, not per row
+    # one text twice would be counted twice, or leak between splits
+    problems += [
+        f"metadata.csv row {r + 1} (file {paths[r]}): text_path also listed in row {first + 1}"
+        for r, first in _repeated_rows(paths, key_hashes)
+    ]
     split_arr, meta = _finish_splits(
         header, cols, labels, splits, has_split, seed, problems, src_name
     )

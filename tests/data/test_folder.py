@@ -274,3 +274,31 @@ def test_posix_key_equals_pure_posix_path(rel):
     from superact_lens.data.folder import posix_key
 
     assert posix_key(rel) == str(PurePosixPath(rel.replace("\\", "/")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rels=st.lists(
+        st.sampled_from(["a.txt", "./a.txt", "b.txt", "x/b.txt", "x//b.txt", "c"]), max_size=12
+    ),  # fmt: skip
+    buckets=st.integers(1, 3),
+    empty=st.sets(st.integers(0, 11)),
+)
+def test_repeated_rows_equal_a_dict_of_keys_whatever_the_hash_collisions(rels, buckets, empty):
+    """``_repeated_rows`` compares keys only where hashes collide; with hashes squeezed
+    into 1-3 buckets (most distinct keys collide) it still equals the first-row dict."""
+    from array import array
+
+    from superact_lens.data.folder import _repeated_rows, posix_key
+
+    paths = ["" if i in empty else rel for i, rel in enumerate(rels)]
+    hashes = array("q", [(hash(posix_key(p)) % buckets + 1) if p else 0 for p in paths])
+    first: dict[str, int] = {}
+    want = []
+    for r, p in enumerate(paths):
+        if p:
+            key = posix_key(p)
+            if key in first:
+                want.append((r, first[key]))
+            first.setdefault(key, r)
+    assert _repeated_rows(paths, hashes) == want
