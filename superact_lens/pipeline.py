@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -240,16 +241,18 @@ def _open_model(config: RunConfig, names: list[str]) -> tuple[ConceptLens, Promp
 
 
 def prepare(
-    config: RunConfig,
+    config: RunConfig, dataset: Any = None
 ) -> tuple[ConceptLens, TextDataset, list[int], PackedMasks, PromptDetector | None]:
     """Load model and dataset, resolve layers, map concept spans to token masks
     (packed, see :mod:`superact_lens.run_masks`), and set up the prompting baseline
     (None unless ``"prompt"`` is among the methods). An image folder gets patch
-    masks instead (``vision.masks.prepare_images``)."""
+    masks instead (``vision.masks.prepare_images``). ``dataset``: ``config.dataset``
+    already read (``vision.masks.load_run_dataset``), so that it is read once."""
     if is_image_folder(config.dataset):
-        lens, ids, layers, patch_masks, prompt = prepare_images(config)
+        lens, ids, layers, patch_masks, prompt = prepare_images(config, dataset)
         return lens, ids, layers, PackedMasks.from_list(patch_masks, len(ids.concepts)), prompt
-    dataset = load_dataset(config.dataset, seed=config.seed)
+    if dataset is None:
+        dataset = load_dataset(config.dataset, seed=config.seed)
     lens, prompt = _open_model(config, list(dataset.concepts))
     if lens.is_vision:
         raise InputError(f"--model {config.model!r} takes images; --dataset holds texts")
@@ -282,19 +285,22 @@ def run_experiment(config: RunConfig, state_dir: str | Path | None = None) -> Ex
     return exp
 
 
-def run_rank(config: RunConfig, state: RunState, world: World) -> Experiment | None:
+def run_rank(
+    config: RunConfig, state: RunState, world: World, dataset: Any = None
+) -> Experiment | None:
     """One process's part of a run whose state lives in ``state`` (see runstate).
 
     Every rank streams its chunks of both passes; rank 0 merges pass 1 and fits
     the concepts, and after pass 2 merges the scores, calibrates and returns the
     experiment; the other ranks return None. Committed chunks are not streamed
-    again, so a killed run continues where it stopped.
+    again, so a killed run continues where it stopped. ``dataset``: ``config.dataset``
+    already read (the CLI reads it to fingerprint the run), or None to read it here.
     """
     t_start = time.perf_counter()
     if world.rank == 0:
         state.clean()
     world.barrier()
-    lens, ds, layers, masks, prompt = prepare(config)
+    lens, ds, layers, masks, prompt = prepare(config, dataset)
     names = list(ds.concepts)
     labels_all = torch.as_tensor(np.asarray(ds.labels, dtype=bool))
     idx = {s: np.asarray(ds.split_indices(s)) for s in ("train", "cal", "test")}

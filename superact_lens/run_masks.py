@@ -50,12 +50,17 @@ class PackedMasks(Sequence[Tensor]):
     def from_rows(
         cls, masks: PackedMasks, rows: Sequence[int] | np.ndarray | Tensor
     ) -> PackedMasks:
-        """The masks of samples ``rows`` of ``masks``, packed in that order."""
+        """The masks of samples ``rows`` of ``masks``, packed in that order (gathered
+        block by block: one index of every token would be 8 bytes per mask row)."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         lengths = masks.offsets[rows + 1] - masks.offsets[rows]
         offsets = torch.zeros(len(rows) + 1, dtype=torch.long)
         offsets[1:] = torch.cumsum(lengths, 0)
-        return cls(masks.stack(rows), offsets)
+        data = masks.data.new_empty(int(offsets[-1]), masks.data.shape[1])
+        for start in range(0, len(rows), _BLOCK):
+            end = min(start + _BLOCK, len(rows))
+            data[int(offsets[start]) : int(offsets[end])] = masks.stack(rows[start:end])
+        return cls(data, offsets)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

@@ -69,7 +69,7 @@ def test_bad_arguments_get_argparse_usage_and_status_2():
 def test_internal_error_keeps_its_traceback_and_status_1(tmp_path, error):
     """A ValueError from our own code (not an InputError) is a bug, not the user's fault."""
     patch = f"""
-    def run_rank(config, state, world):
+    def run_rank(config, state, world, dataset=None):
         raise {error}("injected internal failure")
     pipeline.run_rank = run_rank
     """
@@ -84,7 +84,7 @@ def test_ctrl_c_exits_130(tmp_path):
     """A real SIGINT while the run is under way."""
     patch = """
     import time
-    def run_rank(config, state, world):
+    def run_rank(config, state, world, dataset=None):
         print("running", flush=True)
         time.sleep(60)
     pipeline.run_rank = run_rank

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from superact_lens.data import make_synthetic_dataset, token_masks
 from superact_lens.run_masks import PackedMasks, text_masks
@@ -110,6 +113,27 @@ def test_packed_masks_equal_the_per_sample_masks(minilm_lens):
     assert all(torch.equal(sub[k], want[i]) for k, i in enumerate(rows))
     again = PackedMasks.from_list(want, ds.n_concepts)
     assert torch.equal(again.data, packed.data) and torch.equal(again.offsets, packed.offsets)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 5), min_size=1, max_size=12),
+    picks=st.lists(st.integers(0, 10**6), max_size=15),
+    block=st.integers(1, 4),
+)
+def test_from_rows_gathered_block_by_block_equals_the_rows_concatenated(lengths, picks, block):
+    """Any rows (repeats, any order), whatever the block size: sample k of the result
+    is sample rows[k] of the source."""
+    gen = torch.Generator().manual_seed(len(lengths))
+    masks = [torch.rand(n, 3, generator=gen) < 0.5 for n in lengths]
+    packed = PackedMasks.from_list(masks, 3)
+    rows = [p % len(lengths) for p in picks]
+    with mock.patch("superact_lens.run_masks._BLOCK", block):
+        sub = PackedMasks.from_rows(packed, rows)
+    assert len(sub) == len(rows)
+    assert all(torch.equal(sub[k], masks[i]) for k, i in enumerate(rows))
+    want = torch.cat([masks[i] for i in rows]) if rows else torch.zeros(0, 3, dtype=torch.bool)
+    assert torch.equal(sub.data, want)
 
 
 def test_cls_concepts_are_fitted_on_the_capped_sample_subset(tmp_path_factory, minilm_folder):

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from superact_lens.errors import InputError
 
@@ -263,13 +263,14 @@ def _config(args: argparse.Namespace) -> RunConfig:
     )
 
 
-def _claim(out: Path, config: RunConfig, overwrite: bool) -> RunState:
-    """Check ``out`` against this command (run.json) and start or resume its state."""
+def _claim(out: Path, config: RunConfig, overwrite: bool) -> tuple[RunState, Any]:
+    """Check ``out`` against this command (run.json) and start or resume its state;
+    also return the dataset, read to fingerprint it (a text or an image folder)."""
     from superact_lens.runstate import RunState, dataset_fingerprint, run_document
     from superact_lens.vision.masks import load_run_dataset
 
-    ds = load_run_dataset(config.dataset, seed=config.seed)  # a text or an image folder
-    return RunState.claim(out, run_document(config, dataset_fingerprint(ds)), overwrite)
+    ds = load_run_dataset(config.dataset, seed=config.seed)
+    return RunState.claim(out, run_document(config, dataset_fingerprint(ds)), overwrite), ds
 
 
 def _write_outputs(exp: Experiment, out: Path, args: argparse.Namespace) -> None:
@@ -286,9 +287,14 @@ def _write_outputs(exp: Experiment, out: Path, args: argparse.Namespace) -> None
 
 
 def _rank_main(
-    args: argparse.Namespace, out: Path, state: RunState | None, solo_threads: int | None = None
+    args: argparse.Namespace,
+    out: Path,
+    state: RunState | None,
+    solo_threads: int | None = None,
+    dataset: Any = None,
 ) -> None:
-    """This process's part of the run (all of it when alone); rank 0 writes the outputs."""
+    """This process's part of the run (all of it when alone); rank 0 writes the outputs.
+    ``dataset``: the dataset ``_claim`` read in this process, if it did."""
     import torch.distributed as dist
 
     from superact_lens.pipeline import run_rank
@@ -298,7 +304,7 @@ def _rank_main(
     world = World.from_env(config.device, solo_threads)
     if state is None:  # under torchrun: rank 0 checks --out, the others wait for it
         if world.rank == 0:
-            state = _claim(out, config, args.overwrite)
+            state, dataset = _claim(out, config, args.overwrite)
         world.barrier()
         state = RunState(out / ".superact")
     if world.size > 1 and config.device == "cuda":  # one GPU per rank (NCCL)
@@ -308,7 +314,7 @@ def _rank_main(
         torch.cuda.set_device(local)
         config = replace(config, device=f"cuda:{local}")
     try:
-        exp = run_rank(config, state, world)
+        exp = run_rank(config, state, world, dataset)
         if exp is not None:
             _write_outputs(exp, out, args)
             state.finish()
@@ -358,13 +364,14 @@ def run(args: argparse.Namespace) -> int:
         if under_torchrun:
             _rank_main(args, out, None)
             return 0
-        state = _claim(out, config, args.overwrite)
+        state, dataset = _claim(out, config, args.overwrite)
         if args.nproc == 1:
-            _rank_main(args, out, state)
+            _rank_main(args, out, state, dataset=dataset)
         else:
             import torch
             import torch.multiprocessing as mp
 
+            del dataset  # each rank reads its own
             spawn_args = (args, args.nproc, _free_port(), out, torch.get_num_threads())
             mp.spawn(_spawned, args=spawn_args, nprocs=args.nproc)
     return 0
