@@ -257,7 +257,7 @@ class TokenCollector(Sink):
             token_concepts[i] = self.token_masks[s][p]
         return TokenSample(
             layers=list(self.layers_),
-            embeddings=self._store[:, used].clone(),
+            embeddings=self._store[:, used],  # indexing copies: no clone
             token_concepts=token_concepts,
             sample_labels=self.sample_labels[sample_ids],
             sample_ids=sample_ids,
@@ -271,11 +271,16 @@ class TokenCollector(Sink):
         return {"stored": self.memory_tokens(), "capacity": self._store.shape[1]}
 
     # ------------------------------------------------------------- sharding
-    def _stored(self) -> tuple[Tensor, Tensor]:
-        """Stored token uids (sorted) and their embeddings ``[layers, n, d_model]``."""
+    def _stored_slots(self) -> tuple[Tensor, Tensor]:
+        """Stored token uids (sorted) and their slots in the store."""
         used = torch.nonzero(self._store_uid >= 0).flatten()
         used = used[torch.argsort(self._store_uid[used])]
-        return self._store_uid[used], self._store[:, used]
+        return self._store_uid[used], used
+
+    def _stored(self) -> tuple[Tensor, Tensor]:
+        """Stored token uids (sorted) and a copy of their embeddings ``[layers, n, d_model]``."""
+        uids, used = self._stored_slots()
+        return uids, self._store[:, used]
 
     def _set_store(self, uids: Tensor, embeddings: Tensor) -> None:
         n = len(uids)
@@ -313,16 +318,31 @@ class TokenCollector(Sink):
                 f"other: sample {int(both[0])} was streamed by both collectors (shards overlap)"
             )
         self.seen_ |= other.seen_
-        uids_a, emb_a = self._stored()
-        uids_b, emb_b = other._stored()
         for mine_r, theirs_r in zip(self._in + self._neg, other._in + other._neg, strict=True):
             mine_r.offer(theirs_r.keys, theirs_r.uids)
         kept = torch.unique(torch.cat([r.uids for r in self._in + self._neg]))
-        uids = torch.cat([uids_a, uids_b])
-        emb = torch.cat([emb_a, emb_b], dim=1)
-        keep = torch.isin(uids, kept)
-        order = torch.argsort(uids[keep])
-        self._set_store(uids[keep][order], emb[:, keep][:, order])
+        # The merged store is written once, layer by layer, straight from both stores:
+        # peak two stores plus one layer's rows (gathering, concatenating, filtering,
+        # ordering and cloning held about five).
+        parts = []
+        for source in (self, other):
+            uids, slots = source._stored_slots()
+            keep = torch.isin(uids, kept)
+            parts.append((source._store, uids[keep], slots[keep]))
+        uids = torch.cat([p[1] for p in parts])
+        order = torch.argsort(uids)
+        at = torch.empty_like(order)
+        at[order] = torch.arange(len(order))  # where each token lands in uid order
+        store = self._store.new_empty(self._store.shape[0], len(uids), self._store.shape[2])
+        start = 0
+        for source_store, part_uids, slots in parts:
+            dest = at[start : start + len(part_uids)]
+            for row in range(store.shape[0]):
+                store[row, dest] = source_store[row, slots]
+            start += len(part_uids)
+        self._store, self._store_uid = store, uids[order]
+        self._slot_of = dict(zip(self._store_uid.tolist(), range(len(uids)), strict=True))
+        self._free = []
         return self
 
     def state_dict(self) -> dict[str, Any]:
@@ -334,7 +354,7 @@ class TokenCollector(Sink):
             **self._config(),
             "seen": self.seen_.clone(),
             "uids": uids,
-            "embeddings": emb.clone(),
+            "embeddings": emb,  # _stored copies: no clone
         }
         for name, reservoirs in (("in", self._in), ("neg", self._neg)):
             for c, r in enumerate(reservoirs):
