@@ -9,9 +9,11 @@ capped at 2^20 index draws, so it costs the same memory from ~1050 test samples 
 in a fresh process.
 
 * Memory: peak resident set size (``ru_maxrss`` of the finished child from
-  ``os.wait4``, which also covers processes it started) of one run at each size
-  of ``--sizes`` (default 10^4 and 10^5). Headline ``peak_rss_ratio``: the
-  largest size's peak over the smallest's (target: within 10 %, i.e. <= 1.10).
+  ``os.wait4``, which also covers processes it started) of ``--mem-reps`` runs at
+  each size of ``--sizes`` (default 10^4 and 10^5), the sizes interleaved: the
+  peak of one run varies by tens of MB with the allocator's layout. Headline
+  ``peak_rss_ratio``: the largest size's median peak over the smallest's (target:
+  within 10 %, i.e. <= 1.10); ``peak_rss_ratio_of_min`` the same for minimums.
 * Processes: wall time of the same run with ``--nproc 1`` and ``--nproc 2`` on
   ``--nproc-size`` samples, interleaved after one warm-up each
   (benchmarks/_timing.py), ``--reps`` times; ``nproc2_vs_nproc1`` is the median
@@ -19,7 +21,8 @@ in a fresh process.
   two ranks share the cores one process already uses, so expect no gain here.
 
 The last line of stdout is JSON. Usage: ``python benchmarks/bench_scale.py
-[--sizes 10000,100000] [--nproc-size 10000] [--reps 2] [--quick] [--work /dev/shm]``.
+[--sizes 10000,100000] [--mem-reps 3] [--nproc-size 2000] [--reps 15] [--quick]
+[--work /dev/shm]``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,9 +67,12 @@ def run_cli(model: Path, data: Path, out: Path, nproc: int = 1) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10000,100000", help="sample counts to measure memory at")
-    p.add_argument("--nproc-size", type=int, default=10000, help="samples of the timing runs")
-    p.add_argument("--reps", type=int, default=2, help="timed repetitions of each variant")
-    p.add_argument("--quick", action="store_true", help="sizes 2000,10000; 2000 for timing")
+    p.add_argument("--mem-reps", type=int, default=3, help="runs at each size for the peak")
+    p.add_argument("--nproc-size", type=int, default=2000, help="samples of the timing runs")
+    p.add_argument("--reps", type=int, default=15, help="timed repetitions of each variant")
+    p.add_argument(
+        "--quick", action="store_true", help="sizes 2000,10000, one run each; 3 timing reps"
+    )
     p.add_argument(
         "--work",
         default=None,
@@ -74,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = p.parse_args(argv)
     if args.quick:
-        args.sizes, args.nproc_size = "2000,10000", 2000
+        args.sizes, args.nproc_size, args.mem_reps, args.reps = "2000,10000", 2000, 1, 3
     sizes = sorted({int(s) for s in args.sizes.split(",")})
 
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.work) as tmp:
@@ -90,13 +97,24 @@ def main(argv: list[str] | None = None) -> dict:
                       file=sys.stderr)  # fmt: skip
             return folders[n]
 
-        memory = {}
-        for n in sizes:
-            r = run_cli(model, dataset(n), work / f"out{n}")
-            memory[n] = {k: round(r[k], 1) for k in ("peak_rss_mb", "wall_s")}
-            memory[n]["n_samples"] = r["results"]["n_samples"]
-            print(f"{n} samples: peak RSS {r['peak_rss_mb']:.0f} MB, {r['wall_s']:.0f} s",
-                  file=sys.stderr)  # fmt: skip
+        peaks: dict[int, list[float]] = {n: [] for n in sizes}
+        walls: dict[int, list[float]] = {n: [] for n in sizes}
+        for _ in range(args.mem_reps):
+            for n in sizes:
+                r = run_cli(model, dataset(n), work / f"out{n}")
+                assert r["results"]["n_samples"] == n, r["results"]["n_samples"]
+                peaks[n].append(r["peak_rss_mb"])
+                walls[n].append(r["wall_s"])
+                print(f"{n} samples: peak RSS {r['peak_rss_mb']:.0f} MB, {r['wall_s']:.0f} s",
+                      file=sys.stderr)  # fmt: skip
+        memory = {
+            n: {
+                "peak_rss_mb": round(statistics.median(peaks[n]), 1),
+                "peak_rss_min_mb": round(min(peaks[n]), 1),
+                "wall_s": round(statistics.median(walls[n]), 1),
+            }
+            for n in sizes
+        }
 
         data = dataset(args.nproc_size)
         runs: dict[str, list[dict]] = {"nproc1": [], "nproc2": []}
@@ -123,7 +141,12 @@ def main(argv: list[str] | None = None) -> dict:
         "sizes": sizes,
         "peak_rss_mb": {str(n): memory[n]["peak_rss_mb"] for n in sizes},
         "run_wall_s": {str(n): memory[n]["wall_s"] for n in sizes},
+        "peak_rss_all_mb": {str(n): [round(x, 1) for x in peaks[n]] for n in sizes},
         "peak_rss_ratio": round(memory[hi]["peak_rss_mb"] / memory[lo]["peak_rss_mb"], 4),
+        "peak_rss_ratio_of_min": round(
+            memory[hi]["peak_rss_min_mb"] / memory[lo]["peak_rss_min_mb"], 4
+        ),
+        "mem_reps": args.mem_reps,
         "nproc_size": args.nproc_size,
         "reps": args.reps,
         "nproc1": summary(times["nproc1"]),
@@ -136,9 +159,10 @@ def main(argv: list[str] | None = None) -> dict:
         "target": "peak_rss_ratio <= 1.10",
     }
     for n in sizes:
-        print(f"{n:>7} samples: peak RSS {memory[n]['peak_rss_mb']:.0f} MB "
-              f"({memory[n]['wall_s']:.0f} s)")  # fmt: skip
-    print(f"peak RSS {hi} / {lo}: {result['peak_rss_ratio']:.3f}")
+        print(f"{n:>7} samples: peak RSS median {memory[n]['peak_rss_mb']:.0f} MB, min "
+              f"{memory[n]['peak_rss_min_mb']:.0f} MB ({memory[n]['wall_s']:.0f} s)")  # fmt: skip
+    print(f"peak RSS {hi} / {lo}: {result['peak_rss_ratio']:.3f} (medians), "
+          f"{result['peak_rss_ratio_of_min']:.3f} (minimums)")  # fmt: skip
     print(
         f"--nproc 2 / --nproc 1 wall on {args.nproc_size} samples: "
         f"{result['nproc2_vs_nproc1']:.3f} (ratio of minimums "
