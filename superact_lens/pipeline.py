@@ -39,7 +39,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from superact_lens.concepts import ConceptBank
-from superact_lens.data import PackedStrings, TextDataset, load_dataset
+from superact_lens.data import TextDataset, load_dataset
 from superact_lens.detection import METHODS, PromptDetector, fit_detectors, load_generative
 from superact_lens.errors import InputError, InputTypeError
 from superact_lens.lens import ConceptLens
@@ -47,11 +47,12 @@ from superact_lens.normalization import Normalizer
 from superact_lens.results import build_results
 from superact_lens.run_fit import fit_banks, phases
 from superact_lens.run_fit import spanless_fallback as _spanless_fallback
-from superact_lens.run_masks import PackedMasks, text_masks
+from superact_lens.run_masks import PackedMasks, SomeRows, text_masks
 from superact_lens.run_passes import (
     load_fit,
     merge_pass1,
     merge_pass2,
+    merge_pass2_masks,
     sample_range,
     save_fit,
     split_parts,
@@ -240,31 +241,47 @@ def _open_model(config: RunConfig, names: list[str]) -> tuple[ConceptLens, Promp
     return lens, prompt.load()
 
 
+MasksOf = Callable[[np.ndarray], PackedMasks]
+
+
 def prepare(
     config: RunConfig, dataset: Any = None
-) -> tuple[ConceptLens, TextDataset, list[int], PackedMasks, PromptDetector | None]:
-    """Load model and dataset, resolve layers, map concept spans to token masks
-    (packed, see :mod:`superact_lens.run_masks`), and set up the prompting baseline
-    (None unless ``"prompt"`` is among the methods). An image folder gets patch
-    masks instead (``vision.masks.prepare_images``). ``dataset``: ``config.dataset``
-    already read (``vision.masks.load_run_dataset``), so that it is read once."""
+) -> tuple[ConceptLens, TextDataset, list[int], MasksOf, PromptDetector | None]:
+    """Load model and dataset, resolve layers, and set up the prompting baseline
+    (None unless ``"prompt"`` is among the methods). ``masks_of(rows)`` gives the
+    token masks of dataset rows ``rows``, packed in that order: for texts, the
+    concept spans mapped to the tokens of those texts when asked (a run asks chunk
+    by chunk, so the masks of the whole dataset are never held); for an image
+    folder, its patch masks (``vision.masks.prepare_images``, all read at once).
+    ``dataset``: ``config.dataset`` already read (``vision.masks.load_run_dataset``),
+    so that it is read once."""
     if is_image_folder(config.dataset):
         lens, ids, layers, patch_masks, prompt = prepare_images(config, dataset)
-        return lens, ids, layers, PackedMasks.from_list(patch_masks, len(ids.concepts)), prompt
+        packed = PackedMasks.from_list(patch_masks, len(ids.concepts))
+        return lens, ids, layers, lambda rows: PackedMasks.from_rows(packed, rows), prompt
     if dataset is None:
         dataset = load_dataset(config.dataset, seed=config.seed)
     lens, prompt = _open_model(config, list(dataset.concepts))
     if lens.is_vision:
         raise InputError(f"--model {config.model!r} takes images; --dataset holds texts")
     layers = lens.resolve_layers(config.layers)
-    return lens, dataset, layers, text_masks(lens, dataset), prompt
+    return lens, dataset, layers, lambda rows: text_masks(lens, dataset, rows), prompt
 
 
-def _texts_at(texts: Sequence[str], rows: np.ndarray) -> Sequence[str]:
-    """``texts[rows]``, packed when ``texts`` is (no string object per sample)."""
-    if isinstance(texts, PackedStrings):
-        return texts.take(rows)
-    return [texts[i] for i in rows]
+class _At(Sequence[str]):
+    """``texts[rows]`` as a view: item ``k`` is ``texts[rows[k]]``, read when asked
+    (a split's copy of a packed dataset's texts would be a few MB per 10^5 samples)."""
+
+    def __init__(self, texts: Sequence[str], rows: np.ndarray) -> None:
+        self._texts, self._rows = texts, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self._texts[int(i)] for i in self._rows[k]]
+        return self._texts[int(self._rows[k])]
 
 
 def run_experiment(config: RunConfig, state_dir: str | Path | None = None) -> Experiment:
@@ -300,7 +317,7 @@ def run_rank(
     if world.rank == 0:
         state.clean()
     world.barrier()
-    lens, ds, layers, masks, prompt = prepare(config, dataset)
+    lens, ds, layers, masks_of, prompt = prepare(config, dataset)
     names = list(ds.concepts)
     labels_all = torch.as_tensor(np.asarray(ds.labels, dtype=bool))
     idx = {s: np.asarray(ds.split_indices(s)) for s in ("train", "cal", "test")}
@@ -310,13 +327,16 @@ def run_rank(
 
     # Pass 1: TRAIN -> normaliser, token sample, sample embeddings.
     t0 = time.perf_counter()
-    train_texts = _texts_at(ds.texts, idx["train"])
+    train_texts = _At(ds.texts, idx["train"])
     train_labels = labels_all[idx["train"]]
-    train_masks = PackedMasks.from_rows(masks, idx["train"])  # packed: no per-sample views
 
     def make_collector(sample_index: list[int] | None) -> TokenCollector:
+        """A collector of TRAIN samples ``sample_index`` holding their masks only (None:
+        no samples, to load a committed state into)."""
+        chosen = [] if sample_index is None else sample_index
+        masks = SomeRows(masks_of(idx["train"][chosen]), chosen, len(train_labels))
         return TokenCollector(
-            train_masks,
+            masks,
             train_labels,
             cap_in=config.cap_in,
             cap_neg=config.cap_neg,
@@ -356,7 +376,7 @@ def run_rank(
     # Pass 2: CAL and TEST -> token scores and CLS-level scores of every bank.
     t0 = time.perf_counter()
     eval_rows = np.concatenate([idx["cal"], idx["test"]])
-    eval_texts = _texts_at(ds.texts, eval_rows)
+    eval_texts = _At(ds.texts, eval_rows)
 
     def make_sinks() -> dict[str, ProjectionSink]:
         return {
@@ -364,7 +384,12 @@ def run_rank(
             for kind, bank in banks.items()
         }
 
-    stream_pass2(state, world, lens, eval_texts, make_sinks, layers, bs, config.progress)
+    def eval_masks(pos: list[int]) -> PackedMasks:
+        return masks_of(eval_rows[pos])
+
+    stream_pass2(
+        state, world, lens, eval_texts, make_sinks, eval_masks, layers, bs, config.progress
+    )
     world.barrier()
     if world.rank != 0:
         return None
@@ -391,21 +416,23 @@ def run_rank(
     def labels_of(pos: Tensor) -> Tensor:
         return labels_all[eval_rows[pos.numpy()]]
 
-    def masks_of(pos: Tensor) -> Tensor:
-        return masks.stack(eval_rows[pos.numpy()])
-
-    summaries = summarize_pass2(state, n_chunks, bounds, make_summary, labels_of, masks_of)
+    summaries = summarize_pass2(state, n_chunks, bounds, make_summary, labels_of)
     t_embed_eval = time.perf_counter() - t0
 
     # Token scores on demand only; CAL rows come first, so each split is a view.
     loaded: dict[str, TokenScores] = {}
+    eval_masks_all: list[Tensor] = []
 
     def loader(split: str, kind: str) -> Callable[[], tuple[TokenScores, Tensor]]:
         def load() -> tuple[TokenScores, Tensor]:
             if not loaded:
                 loaded.update(merge_pass2(state, list(banks), n_chunks, len(eval_rows)))
+                offsets = next(iter(loaded.values())).offsets
+                eval_masks_all.append(merge_pass2_masks(state, n_chunks, offsets))
             lo, hi = bounds[split].start, bounds[split].stop
-            return sample_range(loaded[kind], lo, hi), masks.stack(idx[split])
+            part = sample_range(loaded[kind], lo, hi)
+            start = int(loaded[kind].offsets[lo])
+            return part, eval_masks_all[0][start : start + part.n_tokens]
 
         return load
 
@@ -415,7 +442,7 @@ def run_rank(
                 summaries[split][kind],
                 labels_all[idx[split]],
                 loader(split, kind),
-                split_parts(state, n_chunks, bounds[split], kind, labels_of, masks_of),
+                split_parts(state, n_chunks, bounds[split], kind, labels_of),
             )
             for kind in banks
         }

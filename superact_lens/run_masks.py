@@ -22,7 +22,7 @@ from torch import Tensor
 from superact_lens.data import token_masks
 from superact_lens.scores import segment_positions
 
-__all__ = ["PackedMasks", "text_masks"]
+__all__ = ["PackedMasks", "SomeRows", "text_masks"]
 
 _BLOCK = 1024  # texts tokenised at once while packing
 
@@ -83,18 +83,45 @@ class PackedMasks(Sequence[Tensor]):
         return self.data[segment_positions(starts, self.offsets[rows + 1] - starts)]
 
 
-def text_masks(lens: Any, dataset: Any) -> PackedMasks:
-    """:func:`superact_lens.data.token_masks` of every text, packed block by block."""
+class SomeRows(Sequence[Tensor]):
+    """The masks of some of ``n`` samples, indexed like all ``n``: sample ``rows[k]``
+    has ``masks[k]``; asking for any other sample raises. What one chunk's
+    :class:`~superact_lens.sinks.TokenCollector` reads: its own samples' masks only."""
+
+    def __init__(self, masks: PackedMasks, rows: Sequence[int], n: int) -> None:
+        if len(masks) != len(rows):
+            raise ValueError(f"SomeRows: {len(masks)} masks for {len(rows)} rows")
+        self.data = masks.data  # the collector checks the concept columns on it
+        self._masks, self._n = masks, n
+        self._at = {int(r): k for k, r in enumerate(rows)}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: Any) -> Any:
+        k = self._at.get(int(i))
+        if k is None:
+            raise IndexError(f"sample {int(i)}: its masks are not among these {len(self._at)}")
+        return self._masks[k]
+
+
+def text_masks(
+    lens: Any, dataset: Any, rows: Sequence[int] | np.ndarray | None = None
+) -> PackedMasks:
+    """:func:`superact_lens.data.token_masks` of the texts at ``rows`` (default: every
+    text), in that order, packed block by block."""
     texts, spans = dataset.texts, dataset.spans
     n_concepts = dataset.n_concepts
+    rows = range(len(texts)) if rows is None else [int(i) for i in np.asarray(rows).ravel()]
     parts: list[Tensor] = []
     lengths: list[int] = []
-    for start in range(0, len(texts), _BLOCK):
-        offsets = lens.content_offsets(texts[start : start + _BLOCK])
-        block = token_masks(spans[start : start + _BLOCK], offsets, n_concepts)
+    for start in range(0, len(rows), _BLOCK):
+        block_rows = rows[start : start + _BLOCK]
+        offsets = lens.content_offsets([texts[i] for i in block_rows])
+        block = token_masks([spans[i] for i in block_rows], offsets, n_concepts)
         lengths += [len(m) for m in block]
         parts.append(torch.cat(block) if block else torch.zeros(0, n_concepts, dtype=torch.bool))
-    offsets_all = torch.zeros(len(texts) + 1, dtype=torch.long)
+    offsets_all = torch.zeros(len(rows) + 1, dtype=torch.long)
     offsets_all[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.long), 0)
     data = torch.cat(parts) if parts else torch.zeros(0, n_concepts, dtype=torch.bool)
     return PackedMasks(data, offsets_all)

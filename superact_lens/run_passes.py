@@ -19,6 +19,7 @@ from torch import Tensor
 
 from superact_lens.concepts import ConceptBank
 from superact_lens.normalization import Normalizer
+from superact_lens.run_masks import PackedMasks
 from superact_lens.runstate import RunState, World, chunk_plan
 from superact_lens.scores import TokenScores, segment_positions
 from superact_lens.sinks import NormStatsSink, ProjectionSink, SampleEmbeddingSink, TokenCollector
@@ -30,6 +31,7 @@ __all__ = [
     "load_fit",
     "merge_pass1",
     "merge_pass2",
+    "merge_pass2_masks",
     "sample_range",
     "save_fit",
     "split_parts",
@@ -37,6 +39,9 @@ __all__ = [
     "stream_pass2",
     "summarize_pass2",
 ]
+
+
+_MASKS = "token_masks"  # a pass-2 chunk's masks, beside its scores per concept type
 
 
 def _mine(world: World, n_chunks: int, done: set[int]) -> list[int]:
@@ -168,11 +173,14 @@ def stream_pass2(
     lens: Any,
     texts: Sequence[str],
     make_sinks: Callable[[], dict[str, ProjectionSink]],
+    masks_of: Callable[[list[int]], PackedMasks],
     layers: list[int],
     batch_size: int,
     progress: bool,
 ) -> None:
-    """Stream this rank's unfinished CAL+TEST chunks; commit their scores to ``pass2/``."""
+    """Stream this rank's unfinished CAL+TEST chunks; commit their scores to ``pass2/``
+    with their token masks (``masks_of(positions)``, packed in that order), so that
+    nothing after this pass needs the masks of the whole split in memory."""
     chunks = chunk_plan(texts, batch_size)
     mine = _mine(world, len(chunks), state.pass2_done(len(chunks)))
     for k, j in enumerate(mine):
@@ -189,6 +197,13 @@ def stream_pass2(
         for kind, sink in sinks.items():
             s = sink.result()
             states[kind] = ScoreRows(s.layers, s.concepts, s.metadata).add(ids, s).state_dict()
+        in_order = sorted(ids)  # ScoreRows keeps its samples sorted
+        masks = masks_of(in_order)
+        states[_MASKS] = {
+            "ids": torch.tensor(in_order, dtype=torch.long),
+            "offsets": masks.offsets,
+            "data": masks.data,
+        }
         save_state(state.chunk_path(state.pass2, j), states)
         state.committed()
 
@@ -245,18 +260,45 @@ def merge_pass2(
     return out
 
 
-def _pass2_chunks(
-    state: RunState, n_chunks: int
-) -> Iterator[tuple[Tensor, dict[str, TokenScores]]]:
-    """Each committed CAL+TEST chunk: its CAL+TEST positions (sorted) and its scores
-    per concept type, one chunk in memory at a time."""
+def _chunk_masks(st: dict[str, dict[str, Any]], j: int) -> PackedMasks:
+    """A loaded pass-2 chunk's token masks, checked against its scores."""
+    first = next(v for k, v in st.items() if k != _MASKS)
+    m = st[_MASKS]
+    if not torch.equal(m["ids"], first["ids"]) or not torch.equal(m["offsets"], first["offsets"]):
+        raise RuntimeError(f"pass2 chunk {j}: its token masks cover other tokens than its scores")
+    return PackedMasks(m["data"], m["offsets"])
+
+
+def merge_pass2_masks(state: RunState, n_chunks: int, offsets: Tensor) -> Tensor:
+    """The token masks ``[n_tokens, C]`` of every CAL+TEST sample, in sample order,
+    from the committed chunks; ``offsets``: the merged scores' (:func:`merge_pass2`)."""
+    out: Tensor | None = None
     for j in range(n_chunks):
         st = load_state(state.chunk_path(state.pass2, j))
-        kinds = list(st)
+        masks = _chunk_masks(st, j)
+        ids = st[_MASKS]["ids"]
+        del st
+        if out is None:
+            out = masks.data.new_zeros(int(offsets[-1]), masks.data.shape[1])
+        out[segment_positions(offsets[ids], masks.offsets.diff())] = masks.data
+    if out is None:
+        raise RuntimeError(f"{state.pass2}: no chunks")
+    return out
+
+
+def _pass2_chunks(
+    state: RunState, n_chunks: int
+) -> Iterator[tuple[Tensor, dict[str, TokenScores], PackedMasks]]:
+    """Each committed CAL+TEST chunk: its CAL+TEST positions (sorted), its scores
+    per concept type and its token masks, one chunk in memory at a time."""
+    for j in range(n_chunks):
+        st = load_state(state.chunk_path(state.pass2, j))
+        masks = _chunk_masks(st, j)
+        kinds = [k for k in st if k != _MASKS]
         parts = {kind: ScoreRows.from_state(st[kind]).result() for kind in kinds}
         ids = st[kinds[0]]["ids"]
         del st
-        yield ids, parts
+        yield ids, parts, masks
 
 
 def split_parts(
@@ -265,22 +307,22 @@ def split_parts(
     rows: range,
     kind: str,
     labels_of: Callable[[Tensor], Tensor],
-    masks_of: Callable[[Tensor], Tensor],
 ) -> Callable[[], Iterator[tuple[TokenScores, Tensor, Tensor]]]:
     """A re-iterable source of one split's ``(scores, labels, token_masks)`` parts
     for concept type ``kind``, read chunk by chunk from the committed files (what
     :func:`superact_lens.analysis.separability_chunks` reads).
 
-    ``rows``: the split's range of CAL+TEST positions; ``labels_of(positions)`` and
-    ``masks_of(positions)`` give labels ``[b, C]`` and token masks ``[T_b, C]``.
+    ``rows``: the split's range of CAL+TEST positions; ``labels_of(positions)``
+    gives their labels ``[b, C]``; the token masks ``[T_b, C]`` come from the chunks.
     """
 
     def parts() -> Iterator[tuple[TokenScores, Tensor, Tensor]]:
-        for ids, scores in _pass2_chunks(state, n_chunks):
+        for ids, scores, masks in _pass2_chunks(state, n_chunks):
             keep = (ids >= rows.start) & (ids < rows.stop)
             if bool(keep.any()):
                 pos = ids[keep]
-                yield scores[kind].select_samples(keep), labels_of(pos), masks_of(pos)
+                chosen = masks.stack(torch.nonzero(keep).flatten())
+                yield scores[kind].select_samples(keep), labels_of(pos), chosen
 
     return parts
 
@@ -291,7 +333,6 @@ def summarize_pass2(
     splits: dict[str, range],
     make_summary: Callable[[str, str, TokenScores], SplitSummary],
     labels_of: Callable[[Tensor], Tensor],
-    masks_of: Callable[[Tensor], Tensor],
 ) -> dict[str, dict[str, SplitSummary]]:
     """Per split and concept type, the :class:`SplitSummary` of the committed
     CAL+TEST scores, read one chunk at a time: memory holds one chunk's token
@@ -299,19 +340,19 @@ def summarize_pass2(
 
     ``splits``: each split's range of positions in the CAL+TEST order;
     ``make_summary(split, kind, first_scores)`` builds an empty summary;
-    ``labels_of(positions)`` / ``masks_of(positions)``: labels ``[b, C]`` and
-    token masks ``[T_b, C]`` (token order) of those CAL+TEST positions.
+    ``labels_of(positions)``: labels ``[b, C]`` of those CAL+TEST positions (their
+    token masks come from the chunks).
     """
     out: dict[str, dict[str, SplitSummary]] = {split: {} for split in splits}
     seen = 0
-    for ids, parts in _pass2_chunks(state, n_chunks):
+    for ids, parts, chunk_masks in _pass2_chunks(state, n_chunks):
         seen += len(ids)
         for split, rows in splits.items():
             keep = (ids >= rows.start) & (ids < rows.stop)
             if not bool(keep.any()):
                 continue
             pos = ids[keep]
-            labels, masks = labels_of(pos), masks_of(pos)
+            labels, masks = labels_of(pos), chunk_masks.stack(torch.nonzero(keep).flatten())
             for kind, scores in parts.items():
                 part = scores.select_samples(keep)
                 if kind not in out[split]:

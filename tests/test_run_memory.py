@@ -163,3 +163,47 @@ def test_cls_concepts_are_fitted_on_the_capped_sample_subset(tmp_path_factory, m
     torch.testing.assert_close(exp.cls_banks["mean"].vectors, want.vectors)
     everything = est.fit_cls(emb, labels, exp.layers, exp.normalizer, names).bank_
     assert not torch.allclose(everything.vectors, want.vectors)  # so the test can fail
+
+
+def test_text_masks_are_made_chunk_by_chunk_and_read_back_from_the_chunks(
+    tmp_path_factory, minilm_folder, monkeypatch
+):
+    """A run asks for the token masks of one chunk at a time (never the whole dataset),
+    each sample's once; the masks it serves afterwards (figures, notebooks) and the
+    parts separability reads equal the masks of the split made in one go."""
+    import superact_lens.pipeline as pipeline
+    from superact_lens.pipeline import RunConfig, run_experiment
+    from superact_lens.runstate import CHUNK_BATCHES
+    from tests.run_helpers import tiny_text_inputs
+
+    asked: list[list[int]] = []
+    real = pipeline.text_masks
+
+    def recording(lens, dataset, rows=None):
+        asked.append(list(range(len(dataset))) if rows is None else [int(r) for r in rows])
+        return real(lens, dataset, rows)
+
+    monkeypatch.setattr(pipeline, "text_masks", recording)
+    model, data = tiny_text_inputs(tmp_path_factory, minilm_folder)
+    config = RunConfig(
+        model=str(model), dataset=str(data), concepts=("mean",), batch_size=2,
+        n_bootstrap=20, methods=("superact",), progress=False,
+    )  # fmt: skip
+    exp = run_experiment(config, state_dir=tmp_path_factory.mktemp("state"))  # parts() reads it
+    ds = exp.dataset
+    assert max(len(a) for a in asked) <= 2 * CHUNK_BATCHES < len(ds)
+    assert sorted(r for a in asked for r in a) == list(range(len(ds)))
+    for split in ("cal", "test"):
+        rows = ds.split_indices(split)
+        want = real(exp.lens, ds, rows)
+        whole = exp.__dict__[split]["mean"]
+        assert torch.equal(whole.masks, want.data)
+        # parts come chunk by chunk (not in split order): match samples by their scores
+        by_scores = {whole.scores.sample(i).numpy().tobytes(): want[i] for i in range(len(rows))}
+        n_seen = 0
+        for scores, _, masks in whole.parts():
+            for i in range(scores.n_samples):
+                a, b = int(scores.offsets[i]), int(scores.offsets[i + 1])
+                assert torch.equal(masks[a:b], by_scores[scores.sample(i).numpy().tobytes()])
+                n_seen += 1
+        assert n_seen == len(rows) == len(by_scores)

@@ -104,7 +104,9 @@ class TokenCollector(Sink):
     Args:
         token_masks: per sample (global index of the text given to ``stream``),
             ``Bool[n_content, C]``: which content tokens lie in a span of each concept
-            (a list, or packed masks whose ``.data`` holds every row: kept as given).
+            (a list, or packed masks: anything with a 2-D bool ``.data`` is kept as
+            given). Only the streamed samples' masks are read, as they stream: a
+            chunk's collector may hold just its own (``run_masks.SomeRows``).
         sample_labels: ``Bool[n_samples, C]`` sample-level labels.
         cap_in: in-concept tokens kept per concept.
         cap_neg: tokens of negative samples kept per concept.
@@ -185,6 +187,9 @@ class TokenCollector(Sink):
         self._free: list[int] = []
         self._store = torch.zeros(len(layers), 0, d_model)
         self._store_uid = torch.zeros(0, dtype=torch.long)
+        # each stored token's row of its sample's mask: result() needs no other masks,
+        # so a collector may be given only the masks of the samples it streams
+        self._store_concepts = torch.zeros(0, n_concepts, dtype=torch.bool)
         self.seen_ = torch.zeros(len(self.token_masks), dtype=torch.bool)  # samples streamed
 
     def _grow(self, needed: int) -> None:
@@ -194,8 +199,10 @@ class TokenCollector(Sink):
         store[:, :size] = self._store
         uids = torch.full((new,), -1, dtype=torch.long)
         uids[:size] = self._store_uid
+        concepts = self._store_concepts.new_zeros(new, self._store_concepts.shape[1])
+        concepts[:size] = self._store_concepts
         self._free.extend(range(new - 1, size - 1, -1))
-        self._store, self._store_uid = store, uids
+        self._store, self._store_uid, self._store_concepts = store, uids, concepts
 
     def begin_batch(self, batch: TokenBatch) -> None:
         local = batch.sample_ids.cpu()
@@ -234,6 +241,7 @@ class TokenCollector(Sink):
             self._slot_of[uid] = slot
         self._slots = torch.tensor(slots, dtype=torch.long)
         self._store_uid[self._slots] = uids[admitted]
+        self._store_concepts[self._slots] = inside[admitted]
         self._admitted = admitted
 
     def on_layer(
@@ -250,15 +258,10 @@ class TokenCollector(Sink):
         used = used[torch.argsort(self._store_uid[used])]
         uids = self._store_uid[used]
         sample_ids = uids >> _POS_BITS
-        positions = uids & ((1 << _POS_BITS) - 1)
-        n_concepts = self.sample_labels.shape[1]
-        token_concepts = torch.zeros(len(uids), n_concepts, dtype=torch.bool)
-        for i, (s, p) in enumerate(zip(sample_ids.tolist(), positions.tolist(), strict=True)):
-            token_concepts[i] = self.token_masks[s][p]
         return TokenSample(
             layers=list(self.layers_),
             embeddings=self._store[:, used],  # indexing copies: no clone
-            token_concepts=token_concepts,
+            token_concepts=self._store_concepts[used],
             sample_labels=self.sample_labels[sample_ids],
             sample_ids=sample_ids,
         )
@@ -277,14 +280,10 @@ class TokenCollector(Sink):
         used = used[torch.argsort(self._store_uid[used])]
         return self._store_uid[used], used
 
-    def _stored(self) -> tuple[Tensor, Tensor]:
-        """Stored token uids (sorted) and a copy of their embeddings ``[layers, n, d_model]``."""
-        uids, used = self._stored_slots()
-        return uids, self._store[:, used]
-
-    def _set_store(self, uids: Tensor, embeddings: Tensor) -> None:
+    def _set_store(self, uids: Tensor, embeddings: Tensor, concepts: Tensor) -> None:
         n = len(uids)
         self._store, self._store_uid = embeddings.clone(), uids.clone()
+        self._store_concepts = concepts.bool().clone()
         self._slot_of = dict(zip(uids.tolist(), range(n), strict=True))
         self._free = []
 
@@ -328,33 +327,37 @@ class TokenCollector(Sink):
         for source in (self, other):
             uids, slots = source._stored_slots()
             keep = torch.isin(uids, kept)
-            parts.append((source._store, uids[keep], slots[keep]))
+            parts.append((source, uids[keep], slots[keep]))
         uids = torch.cat([p[1] for p in parts])
         order = torch.argsort(uids)
         at = torch.empty_like(order)
         at[order] = torch.arange(len(order))  # where each token lands in uid order
         store = self._store.new_empty(self._store.shape[0], len(uids), self._store.shape[2])
+        concepts = self._store_concepts.new_empty(len(uids), self._store_concepts.shape[1])
         start = 0
-        for source_store, part_uids, slots in parts:
+        for source, part_uids, slots in parts:
             dest = at[start : start + len(part_uids)]
             for row in range(store.shape[0]):
-                store[row, dest] = source_store[row, slots]
+                store[row, dest] = source._store[row, slots]
+            concepts[dest] = source._store_concepts[slots]
             start += len(part_uids)
-        self._store, self._store_uid = store, uids[order]
+        self._store, self._store_uid, self._store_concepts = store, uids[order], concepts
         self._slot_of = dict(zip(self._store_uid.tolist(), range(len(uids)), strict=True))
         self._free = []
         return self
 
     def state_dict(self) -> dict[str, Any]:
         """The collector's state: configuration (JSON values), the reservoirs'
-        token uids per concept and the stored embeddings, in uid order."""
+        token uids per concept, and the stored tokens' embeddings and mask rows
+        (``concepts``), in uid order."""
         self._check_begun()
-        uids, emb = self._stored()
+        uids, used = self._stored_slots()
         state: dict[str, Any] = {
             **self._config(),
             "seen": self.seen_.clone(),
             "uids": uids,
-            "embeddings": emb,  # _stored copies: no clone
+            "embeddings": self._store[:, used],  # indexing copies: no clone
+            "concepts": self._store_concepts[used],
         }
         for name, reservoirs in (("in", self._in), ("neg", self._neg)):
             for c, r in enumerate(reservoirs):
@@ -380,6 +383,17 @@ class TokenCollector(Sink):
             raise InputError(
                 f"state: covers {len(state['seen'])} samples, not {len(self.token_masks)}"
             )
+        if "concepts" not in state:
+            raise InputError(
+                "state: no 'concepts' (the stored tokens' mask rows): written by an earlier "
+                "version of TokenCollector (a run: start it again with --overwrite)"
+            )
+        n_stored = len(state["uids"])
+        if tuple(state["concepts"].shape) != (n_stored, n_concepts):
+            raise InputError(
+                f"state: 'concepts' has shape {tuple(state['concepts'].shape)}, "
+                f"expected ({n_stored}, {n_concepts})"
+            )
         self.seen_ = state["seen"].bool().clone()
-        self._set_store(state["uids"].long(), state["embeddings"])
+        self._set_store(state["uids"].long(), state["embeddings"], state["concepts"])
         return self

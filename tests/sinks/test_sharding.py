@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from superact_lens.lens import TokenBatch
+from superact_lens.run_masks import PackedMasks, SomeRows
 from superact_lens.sinks import NormStatsSink, TokenCollector
 from superact_lens.stats import load_state, save_state
 from tests.stats.shards import batches, merge_all, shard_plans
@@ -62,14 +63,21 @@ def _collector(labels, masks, index=None):
     return TokenCollector(masks, labels, cap_in=4, cap_neg=7, seed=5, sample_index=index)
 
 
+def _own_masks(masks, ids):
+    """Only the masks of samples ``ids`` (any other raises), as a run's chunk holds them."""
+    return SomeRows(PackedMasks.from_list([masks[i] for i in ids], C), ids, len(masks))
+
+
 @settings(max_examples=20, deadline=None)
-@given(shard_plans(N), st.integers(0, 3), st.integers(1, 8))
-def test_token_collector_shards_merge_to_the_one_pass_sample(plan, seed, one_pass_batch):
+@given(shard_plans(N), st.integers(0, 3), st.integers(1, 8), st.booleans())
+def test_token_collector_shards_merge_to_the_one_pass_sample(plan, seed, one_pass_batch, own):
+    """``own``: each shard's collector holds only its samples' masks (SomeRows)."""
     lengths, resid, labels, masks = _data(seed)
     (whole,) = _stream([_collector(labels, masks)], list(range(N)), lengths, resid, one_pass_batch)
     parts = []
     for ids, size in zip(*plan, strict=True):
-        parts.append(_stream([_collector(labels, masks, ids)], ids, lengths, resid, size)[0])
+        shard_masks = _own_masks(masks, ids) if own else masks
+        parts.append(_stream([_collector(labels, shard_masks, ids)], ids, lengths, resid, size)[0])
     merged = merge_all(parts)
     a, b = whole.result(), merged.result()
     assert torch.equal(a.sample_ids, b.sample_ids)
@@ -92,6 +100,10 @@ def test_token_collector_state_round_trip_and_overlap(tmp_path):
     for k, v in a.state_dict().items():
         assert torch.equal(v, back.state_dict()[k]) if isinstance(v, torch.Tensor) else True
     assert torch.equal(back.merge(b).result().embeddings, a.merge(b).result().embeddings)
+    stale = dict(a.state_dict())
+    del stale["concepts"]  # as an earlier version wrote it
+    with pytest.raises(ValueError, match="no 'concepts'.*--overwrite"):
+        _collector(labels, masks).load_state_dict(stale)
     (again,) = _stream([_collector(labels, masks, [3])], [3], lengths, resid, 1)
     with pytest.raises(ValueError, match="sample 3 was streamed by both"):
         back.merge(again)
