@@ -106,3 +106,28 @@ def test_ctrl_c_exits_130(tmp_path):
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "superact: interrupted"
     assert "Traceback" not in err
+
+
+def test_the_cli_caps_malloc_arenas_unless_the_environment_says(monkeypatch):
+    """``main`` calls mallopt(M_ARENA_MAX, 2) and passes it on to child processes;
+    a MALLOC_ARENA_MAX the user set is left alone."""
+    import platform
+
+    import superact_lens.cli as cli
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(cli.ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    cli._limit_malloc_arenas()
+    assert calls == [(-8, 2)] and os.environ["MALLOC_ARENA_MAX"] == "2"
+    calls.clear()
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    cli._limit_malloc_arenas()
+    assert calls == [] and os.environ["MALLOC_ARENA_MAX"] == "4"
