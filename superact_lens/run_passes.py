@@ -262,6 +262,11 @@ def merge_pass2(
 
 def _chunk_masks(st: dict[str, dict[str, Any]], j: int) -> PackedMasks:
     """A loaded pass-2 chunk's token masks, checked against its scores."""
+    if _MASKS not in st:
+        raise RuntimeError(
+            f"pass2 chunk {j}: no token masks (written by an earlier version of superact "
+            "run): start the run again with --overwrite"
+        )
     first = next(v for k, v in st.items() if k != _MASKS)
     m = st[_MASKS]
     if not torch.equal(m["ids"], first["ids"]) or not torch.equal(m["offsets"], first["offsets"]):
