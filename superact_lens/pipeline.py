@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,15 +39,15 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from superact_lens.concepts import ConceptBank
-from superact_lens.data import TextDataset, load_dataset
-from superact_lens.detection import METHODS, PromptDetector, fit_detectors, load_generative
+from superact_lens.data import TextDataset
+from superact_lens.detection import METHODS, PromptDetector, fit_detectors
 from superact_lens.errors import InputError, InputTypeError
 from superact_lens.lens import ConceptLens
 from superact_lens.normalization import Normalizer
 from superact_lens.results import build_results
 from superact_lens.run_fit import fit_banks, phases
 from superact_lens.run_fit import spanless_fallback as _spanless_fallback
-from superact_lens.run_masks import PackedMasks, SomeRows, text_masks
+from superact_lens.run_masks import PackedMasks, SomeRows
 from superact_lens.run_passes import (
     load_fit,
     merge_pass1,
@@ -60,12 +60,13 @@ from superact_lens.run_passes import (
     stream_pass2,
     summarize_pass2,
 )
+from superact_lens.run_prepare import RowsView, prepare
 from superact_lens.runstate import RunState, World, chunk_plan
 from superact_lens.scores import TokenScores
 from superact_lens.sinks import ProjectionSink, TokenCollector, sample_subset
 from superact_lens.sinks.token_sample import TokenSample
 from superact_lens.stats.summary import SplitSummary
-from superact_lens.vision.masks import ImageRunData, is_image_folder, prepare_images
+from superact_lens.vision.masks import ImageRunData
 
 __all__ = [
     "ALL_METHODS",
@@ -219,71 +220,6 @@ class Experiment:
         return list(self.lens.tokenizer.convert_ids_to_tokens(ids))
 
 
-def _open_model(config: RunConfig, names: list[str]) -> tuple[ConceptLens, PromptDetector | None]:
-    """The lens, and the prompting baseline when asked for.
-
-    For ``prompt`` the model is loaded once with its language-model head and the
-    lens streams its base model (the same weights ``AutoModel`` would load).
-    """
-    if "prompt" not in config.methods:
-        lens = ConceptLens(config.model, device=config.device, max_length=config.max_length)
-        return lens, None
-    try:
-        causal, tokenizer = load_generative(config.model)
-    except InputError as err:
-        raise InputError(f"--methods prompt: {err}") from None
-    lens = ConceptLens(
-        causal.base_model, tokenizer=tokenizer, device=config.device, max_length=config.max_length
-    )
-    prompt = PromptDetector(
-        causal, names, tokenizer=tokenizer, batch_size=config.batch_size, progress=config.progress
-    )
-    return lens, prompt.load()
-
-
-MasksOf = Callable[[np.ndarray], PackedMasks]
-
-
-def prepare(
-    config: RunConfig, dataset: Any = None
-) -> tuple[ConceptLens, TextDataset, list[int], MasksOf, PromptDetector | None]:
-    """Load model and dataset, resolve layers, and set up the prompting baseline
-    (None unless ``"prompt"`` is among the methods). ``masks_of(rows)`` gives the
-    token masks of dataset rows ``rows``, packed in that order: for texts, the
-    concept spans mapped to the tokens of those texts when asked (a run asks chunk
-    by chunk, so the masks of the whole dataset are never held); for an image
-    folder, its patch masks (``vision.masks.prepare_images``, all read at once).
-    ``dataset``: ``config.dataset`` already read (``vision.masks.load_run_dataset``),
-    so that it is read once."""
-    if is_image_folder(config.dataset):
-        lens, ids, layers, patch_masks, prompt = prepare_images(config, dataset)
-        packed = PackedMasks.from_list(patch_masks, len(ids.concepts))
-        return lens, ids, layers, lambda rows: PackedMasks.from_rows(packed, rows), prompt
-    if dataset is None:
-        dataset = load_dataset(config.dataset, seed=config.seed)
-    lens, prompt = _open_model(config, list(dataset.concepts))
-    if lens.is_vision:
-        raise InputError(f"--model {config.model!r} takes images; --dataset holds texts")
-    layers = lens.resolve_layers(config.layers)
-    return lens, dataset, layers, lambda rows: text_masks(lens, dataset, rows), prompt
-
-
-class _At(Sequence[str]):
-    """``texts[rows]`` as a view: item ``k`` is ``texts[rows[k]]``, read when asked
-    (a split's copy of a packed dataset's texts would be a few MB per 10^5 samples)."""
-
-    def __init__(self, texts: Sequence[str], rows: np.ndarray) -> None:
-        self._texts, self._rows = texts, rows
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, k: Any) -> Any:
-        if isinstance(k, slice):
-            return [self._texts[int(i)] for i in self._rows[k]]
-        return self._texts[int(self._rows[k])]
-
-
 def run_experiment(config: RunConfig, state_dir: str | Path | None = None) -> Experiment:
     """Run the whole method in this process and return the in-memory experiment
     (results in ``.results``). ``state_dir``: where the streamed state is committed
@@ -327,7 +263,7 @@ def run_rank(
 
     # Pass 1: TRAIN -> normaliser, token sample, sample embeddings.
     t0 = time.perf_counter()
-    train_texts = _At(ds.texts, idx["train"])
+    train_texts = RowsView(ds.texts, idx["train"])
     train_labels = labels_all[idx["train"]]
 
     def make_collector(sample_index: list[int] | None) -> TokenCollector:
@@ -376,7 +312,7 @@ def run_rank(
     # Pass 2: CAL and TEST -> token scores and CLS-level scores of every bank.
     t0 = time.perf_counter()
     eval_rows = np.concatenate([idx["cal"], idx["test"]])
-    eval_texts = _At(ds.texts, eval_rows)
+    eval_texts = RowsView(ds.texts, eval_rows)
 
     def make_sinks() -> dict[str, ProjectionSink]:
         return {

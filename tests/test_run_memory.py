@@ -171,19 +171,19 @@ def test_text_masks_are_made_chunk_by_chunk_and_read_back_from_the_chunks(
     """A run asks for the token masks of one chunk at a time (never the whole dataset),
     each sample's once; the masks it serves afterwards (figures, notebooks) and the
     parts separability reads equal the masks of the split made in one go."""
-    import superact_lens.pipeline as pipeline
+    import superact_lens.run_prepare as run_prepare
     from superact_lens.pipeline import RunConfig, run_experiment
     from superact_lens.runstate import CHUNK_BATCHES
     from tests.run_helpers import tiny_text_inputs
 
     asked: list[list[int]] = []
-    real = pipeline.text_masks
+    real = run_prepare.text_masks
 
     def recording(lens, dataset, rows=None):
         asked.append(list(range(len(dataset))) if rows is None else [int(r) for r in rows])
         return real(lens, dataset, rows)
 
-    monkeypatch.setattr(pipeline, "text_masks", recording)
+    monkeypatch.setattr(run_prepare, "text_masks", recording)
     model, data = tiny_text_inputs(tmp_path_factory, minilm_folder)
     config = RunConfig(
         model=str(model), dataset=str(data), concepts=("mean",), batch_size=2,

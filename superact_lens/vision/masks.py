@@ -195,7 +195,7 @@ def load_run_dataset(name: str | Path, seed: int = 0) -> Any:
 
 
 def prepare_images(config: Any, ds: ImageRunData | None = None):
-    """``pipeline.prepare`` for an image dataset: lens, dataset, layers, patch masks
+    """``run_prepare.prepare`` for an image dataset: lens, dataset, layers, patch masks
     ``[n_content, C]`` per image, and no prompting baseline."""
     ds = ds if ds is not None else load_image_run_data(config.dataset, seed=config.seed)
     lens = open_image_lens(config, ds)
