@@ -52,7 +52,6 @@ from superact_lens.run_passes import (
     load_fit,
     merge_pass1,
     merge_pass2,
-    merge_pass2_masks,
     sample_range,
     save_fit,
     split_parts,
@@ -357,14 +356,16 @@ def run_rank(
 
     # Token scores on demand only; CAL rows come first, so each split is a view.
     loaded: dict[str, TokenScores] = {}
-    eval_masks_all: list[Tensor] = []
+    eval_masks_all: list[Tensor] = []  # the merged masks, once loaded
 
     def loader(split: str, kind: str) -> Callable[[], tuple[TokenScores, Tensor]]:
         def load() -> tuple[TokenScores, Tensor]:
             if not loaded:
-                loaded.update(merge_pass2(state, list(banks), n_chunks, len(eval_rows)))
-                offsets = next(iter(loaded.values())).offsets
-                eval_masks_all.append(merge_pass2_masks(state, n_chunks, offsets))
+                scores, masks = merge_pass2(state, list(banks), n_chunks, len(eval_rows))
+                if masks is None:  # pragma: no cover -- stream_pass2 commits them
+                    raise RuntimeError(f"{state.pass2}: the chunks hold no token masks")
+                loaded.update(scores)
+                eval_masks_all.append(masks)
             lo, hi = bounds[split].start, bounds[split].stop
             part = sample_range(loaded[kind], lo, hi)
             start = int(loaded[kind].offsets[lo])

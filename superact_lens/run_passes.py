@@ -31,7 +31,6 @@ __all__ = [
     "load_fit",
     "merge_pass1",
     "merge_pass2",
-    "merge_pass2_masks",
     "sample_range",
     "save_fit",
     "split_parts",
@@ -210,10 +209,11 @@ def stream_pass2(
 
 def merge_pass2(
     state: RunState, kinds: Sequence[str], n_chunks: int, n: int
-) -> dict[str, TokenScores]:
+) -> tuple[dict[str, TokenScores], Tensor | None]:
     """Every concept type's :class:`TokenScores` over the ``n`` CAL+TEST samples, in
-    sample order: equal to ``ScoreRows`` merged over the chunks, but each chunk's rows
-    are copied straight into place (peak: the merged scores plus one chunk, where
+    sample order, and their token masks ``[n_tokens, C]`` (None when the chunks hold
+    none): equal to ``ScoreRows`` merged over the chunks, but each chunk's rows are
+    copied straight into place (peak: the merged scores plus one chunk, where
     concatenating then reordering held three copies)."""
     lengths = torch.full((n,), -1, dtype=torch.long)
     heads: dict[str, dict[str, Any]] = {}
@@ -224,7 +224,7 @@ def merge_pass2(
         if bool((lengths[ids] >= 0).any()):
             raise RuntimeError(f"{state.pass2}: a sample is in two chunks")
         lengths[ids] = first["offsets"].diff()
-        for kind in kinds:
+        for kind in [*kinds, _MASKS] if _MASKS in st else kinds:
             heads.setdefault(kind, st[kind])
     if bool((lengths < 0).any()):
         raise RuntimeError(f"{state.pass2}: the cal+test pass is incomplete")
@@ -242,22 +242,28 @@ def merge_pass2(
             cls=None if "cls" not in h else torch.empty(n_layers, n, n_cols, dtype=h["cls"].dtype),
             metadata=dict(h["metadata"]),
         )
+    masks = None
+    if _MASKS in heads:
+        n_concepts = heads[_MASKS]["data"].shape[1]
+        masks = torch.empty(int(offsets[-1]), n_concepts, dtype=torch.bool)
     heads.clear()
     for j in range(n_chunks):  # second read: copy every chunk's rows into place
         st = load_state(state.chunk_path(state.pass2, j))
+        ids = st[kinds[0]]["ids"]
+        dest = segment_positions(offsets[ids], st[kinds[0]]["offsets"].diff())
         for kind in kinds:
             part, whole = st[kind], out[kind]
-            ids, chunk_offsets = part["ids"], part["offsets"]
-            if not torch.equal(ids, st[kinds[0]]["ids"]) or not torch.equal(
-                chunk_offsets, st[kinds[0]]["offsets"]
+            if not torch.equal(part["ids"], ids) or not torch.equal(
+                part["offsets"], st[kinds[0]]["offsets"]
             ):
                 raise RuntimeError(f"{state.pass2}: chunk {j} scores other tokens for {kind}")
-            dest = segment_positions(offsets[ids], chunk_offsets.diff())
             whole.tokens[:, dest] = part["tokens"]
             if whole.cls is not None:
                 whole.cls[:, ids] = part["cls"]
+        if masks is not None:
+            masks[dest] = _chunk_masks(st, j).data
         del st
-    return out
+    return out, masks
 
 
 def _chunk_masks(st: dict[str, dict[str, Any]], j: int) -> PackedMasks:
@@ -272,23 +278,6 @@ def _chunk_masks(st: dict[str, dict[str, Any]], j: int) -> PackedMasks:
     if not torch.equal(m["ids"], first["ids"]) or not torch.equal(m["offsets"], first["offsets"]):
         raise RuntimeError(f"pass2 chunk {j}: its token masks cover other tokens than its scores")
     return PackedMasks(m["data"], m["offsets"])
-
-
-def merge_pass2_masks(state: RunState, n_chunks: int, offsets: Tensor) -> Tensor:
-    """The token masks ``[n_tokens, C]`` of every CAL+TEST sample, in sample order,
-    from the committed chunks; ``offsets``: the merged scores' (:func:`merge_pass2`)."""
-    out: Tensor | None = None
-    for j in range(n_chunks):
-        st = load_state(state.chunk_path(state.pass2, j))
-        masks = _chunk_masks(st, j)
-        ids = st[_MASKS]["ids"]
-        del st
-        if out is None:
-            out = masks.data.new_zeros(int(offsets[-1]), masks.data.shape[1])
-        out[segment_positions(offsets[ids], masks.offsets.diff())] = masks.data
-    if out is None:
-        raise RuntimeError(f"{state.pass2}: no chunks")
-    return out
 
 
 def _pass2_chunks(
