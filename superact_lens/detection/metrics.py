@@ -59,7 +59,8 @@ def detection_metrics(pred: Bool[Tensor, "n C"], labels: Bool[Tensor, "n C"]) ->
     }
 
 
-_BOOTSTRAP_BLOCK = 1 << 20  # index draws per resampling block (memory, not results)
+_BOOTSTRAP_BLOCK = 1 << 18  # index draws per resampling block (memory, not results)
+_EXACT_FLOAT32 = 1 << 24  # integers below this are exact in float32
 
 
 def bootstrap_weighted_f1(
@@ -73,9 +74,11 @@ def bootstrap_weighted_f1(
 
     Vectorised: each resample is a vector of sample multiplicities ``w`` and
     TP / predicted / actual positives are ``w @ indicators``; resamples are
-    processed in blocks of about 2^20 index draws (~40 MB of working memory
+    processed in blocks of about 2^18 index draws (~3 MB of working memory
     whatever ``n``); the draws come from one generator in order, so the result
-    does not depend on the block size. Deterministic given ``seed``.
+    does not depend on the block size. The counts are integers below ``n``, so
+    they are exact in float32 while ``n < 2^24`` (float64 above). Deterministic
+    given ``seed``.
     """
     if int(n_resamples) < 1:
         raise InputError(f"n_resamples must be >= 1, got {n_resamples}")
@@ -85,17 +88,19 @@ def bootstrap_weighted_f1(
     n = pred.shape[0]
     if n == 0:
         return 0.0, 0.0
-    ind = torch.cat([(pred & labels), pred, labels], dim=1).to(torch.float64)  # [n, 3C]
+    dtype = torch.float32 if n < _EXACT_FLOAT32 else torch.float64
+    ind = torch.cat([(pred & labels), pred, labels], dim=1).to(dtype)  # [n, 3C]
     n_c = pred.shape[1]
     gen = torch.Generator().manual_seed(int(seed))
     block = max(1, _BOOTSTRAP_BLOCK // n)
+    one = torch.ones((), dtype=dtype)
     stats = []
     for start in range(0, int(n_resamples), block):
         b = min(block, int(n_resamples) - start)
         idx = torch.randint(0, n, (b, n), generator=gen)
-        w = torch.zeros(b, n, dtype=torch.float64)
-        w.scatter_add_(1, idx, torch.ones(b, n, dtype=torch.float64))
-        counts = w @ ind  # [b, 3C]
+        w = torch.zeros(b, n, dtype=dtype)
+        w.scatter_add_(1, idx, one.expand(b, n))
+        counts = (w @ ind).to(torch.float64)  # [b, 3C], whole numbers
         tp, pp, sup = counts[:, :n_c], counts[:, n_c : 2 * n_c], counts[:, 2 * n_c :]
         _, _, f1 = f1_from_counts(tp, pp, sup)
         stats.append(weighted_f1(f1, sup))

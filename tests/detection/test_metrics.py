@@ -65,6 +65,17 @@ def test_bootstrap_does_not_depend_on_its_block_size(monkeypatch, block):
     assert bootstrap_weighted_f1(pred, labels, n_resamples=300, seed=3) == ref
 
 
+def test_bootstrap_float32_counts_equal_float64(monkeypatch):
+    """Below 2^24 samples the resampled counts are summed in float32: every partial
+    sum is a whole number under 2^24, so the interval is the float64 one exactly."""
+    from superact_lens.detection import metrics
+
+    pred, labels = _random(4, n=3000)
+    ref = bootstrap_weighted_f1(pred, labels, n_resamples=200, seed=2)
+    monkeypatch.setattr(metrics, "_EXACT_FLOAT32", 0)  # float64 from the first sample
+    assert bootstrap_weighted_f1(pred, labels, n_resamples=200, seed=2) == ref
+
+
 def test_metric_errors():
     pred, labels = _random(0)
     with pytest.raises(ValueError, match="pred"):
