@@ -63,7 +63,6 @@ from superact_lens.run_prepare import RowsView, prepare
 from superact_lens.runstate import RunState, World, chunk_plan
 from superact_lens.scores import TokenScores
 from superact_lens.sinks import ProjectionSink, TokenCollector, sample_subset
-from superact_lens.sinks.token_sample import TokenSample
 from superact_lens.stats.summary import SplitSummary
 from superact_lens.vision.masks import ImageRunData
 
@@ -293,17 +292,19 @@ def run_rank(
     # Concepts, fitted on TRAIN only (rank 0), committed to fit/ and read by every rank.
     t0 = time.perf_counter()
     notes: list[str] = []
-    sample: TokenSample | None = None
+    n_sample_tokens: int | None = None
     if world.rank == 0:
         with world.solo():
             n_chunks = len(chunk_plan(train_texts, bs))
             normalizer, sample, cls_emb = merge_pass1(state, n_chunks, make_collector, cls_rows)
             sample, notes = _spanless_fallback(sample, names)
+            n_sample_tokens = int(sample.embeddings.shape[1])
             if not state.fit_done():
                 banks, cls_banks = fit_banks(
                     config, sample, normalizer, cls_emb, train_labels[cls_rows], layers, names
                 )
                 save_fit(state, normalizer, banks, cls_banks)
+            del sample, cls_emb  # fitted: the rest of the run reads the banks from fit/
     world.barrier()
     normalizer, banks, cls_banks = load_fit(state, config.concepts)
     t_concepts = time.perf_counter() - t0
@@ -328,7 +329,7 @@ def run_rank(
     world.barrier()
     if world.rank != 0:
         return None
-    if sample is None:  # pragma: no cover -- rank 0 merged pass 1 above
+    if n_sample_tokens is None:  # pragma: no cover -- rank 0 merged pass 1 above
         raise RuntimeError("run_rank: rank 0 has no token sample")
     n_chunks = len(chunk_plan(eval_texts, bs))
     n_cal = len(idx["cal"])
@@ -418,7 +419,7 @@ def run_rank(
         timing["prompt"] = time.perf_counter() - t0
     exp.timing = {**timing, "total": time.perf_counter() - t_start}
     with world.solo():
-        exp.results = build_results(exp, n_train=len(idx["train"]), token_sample=sample)
+        exp.results = build_results(exp, n_train=len(idx["train"]), n_sample_tokens=n_sample_tokens)
     return exp
 
 

@@ -9,7 +9,6 @@ from superact_lens.detection import detection_report, prompt_report
 
 if TYPE_CHECKING:
     from superact_lens.pipeline import Experiment
-    from superact_lens.sinks.token_sample import TokenSample
 
 __all__ = ["build_results", "method_result", "prompt_result", "separability_result"]
 
@@ -60,8 +59,9 @@ def separability_result(exp: Experiment, kind: str) -> dict:
     return separability_summary(sep)
 
 
-def build_results(exp: Experiment, *, n_train: int, token_sample: TokenSample) -> dict:
-    """The results.json dictionary (INTERFACES §3 keys plus a few extras)."""
+def build_results(exp: Experiment, *, n_train: int, n_sample_tokens: int) -> dict:
+    """The results.json dictionary (INTERFACES §3 keys plus a few extras);
+    ``n_sample_tokens``: tokens in the concepts' training sample."""
     ds = exp.dataset
     scored = [m for m in exp.config.methods if m != "prompt"]
     results = {
@@ -92,6 +92,6 @@ def build_results(exp: Experiment, *, n_train: int, token_sample: TokenSample) -
             "device": exp.config.device,
             "n_bootstrap": exp.config.n_bootstrap,
             "methods": list(exp.config.methods),
-            "token_sample": int(token_sample.embeddings.shape[1]),
+            "token_sample": n_sample_tokens,
         },
     }
