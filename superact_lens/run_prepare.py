@@ -63,7 +63,7 @@ def prepare(
         packed = PackedMasks.from_list(patch_masks, len(ids.concepts))
         return lens, ids, layers, lambda rows: PackedMasks.from_rows(packed, rows), prompt
     if dataset is None:
-        dataset = load_dataset(config.dataset, seed=config.seed)
+        dataset = load_dataset(config.dataset, seed=config.seed, texts_on_disk=True)
     lens, prompt = _open_model(config, list(dataset.concepts))
     if lens.is_vision:
         raise InputError(f"--model {config.model!r} takes images; --dataset holds texts")
@@ -85,3 +85,11 @@ class RowsView(Sequence[str]):
         if isinstance(k, slice):
             return [self._texts[int(i)] for i in self._rows[k]]
         return self._texts[int(self._rows[k])]
+
+    def lengths(self) -> np.ndarray:
+        """Each item's length (0 for what is not a str), without reading texts left on
+        disk (``data.on_disk`` knows them): what :func:`~superact_lens.runstate.chunk_plan`
+        orders by."""
+        if hasattr(self._texts, "lengths"):
+            return self._texts.lengths()[self._rows]
+        return np.array([len(t) if isinstance(t, str) else 0 for t in self], dtype=np.int64)

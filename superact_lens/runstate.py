@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from superact_lens.data.on_disk import FolderSpans, FolderTexts
 from superact_lens.errors import InputError
 
 __all__ = [
@@ -70,9 +71,11 @@ def chunk_plan(
     chunk ``j`` holds batches ``j * chunk_batches ...``. Streaming a chunk's texts in this order
     with the same ``batch_size`` reproduces the one-process batches.
     """
-    order = sorted(
-        range(len(texts)), key=lambda i: -len(t) if isinstance(t := texts[i], str) else 0
-    )
+    if hasattr(texts, "lengths"):  # e.g. texts left on disk (data.on_disk): not read again
+        lengths = texts.lengths().tolist()
+    else:
+        lengths = [len(t) if isinstance(t, str) else 0 for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     size = batch_size * chunk_batches
     return [order[s : s + size] for s in range(0, len(order), size)]
 
@@ -90,13 +93,20 @@ def dataset_fingerprint(ds: Any) -> str:
     """sha256 of what a run reads from a dataset: concepts, texts, labels, spans, splits.
 
     Streamed sample by sample; the digest is that of the JSON documents
-    ``[concepts, texts]``, the label bytes, the spans and the splits."""
+    ``[concepts, texts]``, the label bytes, the spans and the splits. For texts left
+    in their folder (``data.on_disk``), the files' paths and digests as checked take
+    the place of texts and spans (which they determine): no file is read again."""
     h = hashlib.sha256()
-    h.update(b"[" + json.dumps(list(ds.concepts)).encode() + b", ")
-    _update_json_list(h, ds.texts)
-    h.update(b"]")
-    h.update(np.ascontiguousarray(np.asarray(ds.labels, dtype=bool)).tobytes())
-    _update_json_list(h, ([list(s) for s in spans] for spans in ds.spans))
+    texts, spans = ds.texts, ds.spans
+    if isinstance(texts, FolderTexts) and isinstance(spans, FolderSpans) and texts.same_rows(spans):
+        h.update(json.dumps([list(ds.concepts), "files", texts.content_sha256()]).encode())
+        h.update(np.ascontiguousarray(np.asarray(ds.labels, dtype=bool)).tobytes())
+    else:
+        h.update(b"[" + json.dumps(list(ds.concepts)).encode() + b", ")
+        _update_json_list(h, texts)
+        h.update(b"]")
+        h.update(np.ascontiguousarray(np.asarray(ds.labels, dtype=bool)).tobytes())
+        _update_json_list(h, ([list(s) for s in sp] for sp in spans))
     _update_json_list(h, (str(s) for s in ds.splits))
     return h.hexdigest()
 

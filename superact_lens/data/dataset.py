@@ -15,6 +15,7 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 
+from superact_lens.data.on_disk import FolderSpans
 from superact_lens.errors import InputError
 
 __all__ = ["SPLITS", "DatasetError", "TextDataset"]
@@ -122,8 +123,9 @@ class TextDataset(_Samples):
         paths: the source file of each sample (for error messages).
 
     ``texts``, ``spans`` and ``paths`` may be lists or any sequence; datasets read
-    from a folder hold them packed (:mod:`superact_lens.data.packed`), which
-    ``select`` and ``subset`` keep.
+    from a folder hold them packed (:mod:`superact_lens.data.packed`), or leave
+    texts and spans in the folder (``texts_on_disk``, :mod:`superact_lens.data.on_disk`),
+    which ``select`` and ``subset`` keep.
         meta: free-form extras (e.g. planted trigger words of a synthetic set).
     """
 
@@ -140,6 +142,8 @@ class TextDataset(_Samples):
 
     def __post_init__(self) -> None:
         self._check_samples()
+        if isinstance(self.spans, FolderSpans):  # checked as the folder was read
+            return
         n_concepts = len(self.concepts)
         for i, sample_spans in enumerate(self.spans):
             for start, end, c in sample_spans:

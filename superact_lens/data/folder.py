@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import sys
-import tarfile
-import zipfile
 from array import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,85 +32,16 @@ from pathlib import Path
 import numpy as np
 
 from superact_lens.data.dataset import SPLITS, DatasetError, TextDataset
+from superact_lens.data.on_disk import FolderReader, digest
 from superact_lens.data.packed import PackedSpans, PackedStrings
+from superact_lens.data.source import Source, open_source, posix_key
 from superact_lens.data.tags import normalize_name, parse_tagged, render_tagged
-from superact_lens.errors import InputFileNotFoundError
 
 __all__ = ["read_dataset_folder", "stratified_split", "write_dataset_folder"]
 
 RESERVED = {"text_path", "image_path", "split"}
 _TRUE = {"1", "1.0", "true", "yes"}
 _FALSE = {"0", "0.0", "false", "no"}
-_ARCHIVES = (".tar.gz", ".tgz", ".zip")
-
-
-class _Source:
-    """Files of a dataset, from a directory or an archive (read fully into memory)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._files: dict[str, bytes] | None = None
-        if path.is_dir():
-            return
-        name = path.name.lower()
-        if name.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                files = {n: zf.read(n) for n in zf.namelist() if not n.endswith("/")}
-        else:
-            with tarfile.open(path, "r:*") as tf:
-                files = {}
-                for m in tf.getmembers():
-                    if m.isfile():
-                        fh = tf.extractfile(m)
-                        if fh is not None:
-                            files[m.name] = fh.read()
-        files = {posix_key(k): v for k, v in files.items()}
-        # an archive may hold the folder itself: strip the folder holding metadata.csv
-        roots = [k[: -len("metadata.csv")] for k in files if k.endswith("metadata.csv")]
-        if not roots:
-            raise DatasetError(["missing metadata.csv in the archive"], str(path))
-        root = min(roots, key=len)
-        self._files = {k[len(root) :]: v for k, v in files.items() if k.startswith(root)}
-
-    def names(self, prefix: str) -> list[str]:
-        """Relative paths (``/``-separated) of the files under the folder ``prefix``, sorted."""
-        if self._files is None:
-            base = self.path / prefix
-            found = [p for p in base.rglob("*") if p.is_file()] if base.is_dir() else []
-            return sorted(p.relative_to(self.path).as_posix() for p in found)
-        return sorted(k for k in self._files if k.startswith(prefix.rstrip("/") + "/"))
-
-    def read_bytes(self, rel: str) -> bytes:
-        if self._files is None:  # a str join: Path would intern every file name for good
-            with open(os.path.join(self.path, rel), "rb") as fh:
-                return fh.read()
-        key = posix_key(rel)
-        if key not in self._files:
-            raise InputFileNotFoundError(rel)
-        return self._files[key]
-
-
-def posix_key(rel: str) -> str:
-    """``str(PurePosixPath(rel))`` with ``\\`` read as ``/`` (repeated ``/`` and ``.``
-    parts dropped), without pathlib: it interns every part it parses, which for
-    10^5 file names keeps megabytes alive for the life of the process."""
-    rel = rel.replace("\\", "/")
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    lead = ""
-    if rel.startswith("/"):  # POSIX keeps exactly two leading slashes, folds three or more
-        lead = "//" if rel.startswith("//") and not rel.startswith("///") else "/"
-    return lead + "/".join(parts) if parts or lead else "."
-
-
-def _open_source(folder: str | Path, name: str | None) -> tuple[_Source, str]:
-    """The files of a dataset folder or archive, and the name its errors use."""
-    path = Path(folder)
-    src_name = name or str(path)
-    if not path.exists():
-        raise DatasetError([f"no such folder: {path}"], src_name)
-    if path.is_file() and not path.name.lower().endswith(_ARCHIVES):
-        raise DatasetError([f"{path} is a file; expected a folder or .tar.gz/.zip archive"])
-    return _Source(path), src_name
 
 
 class _CsvRows:
@@ -135,7 +63,7 @@ class _CsvRows:
         return self._n
 
 
-def _read_metadata(src: _Source, src_name: str) -> tuple[list[str], _CsvRows]:
+def _read_metadata(src: Source, src_name: str) -> tuple[list[str], _CsvRows]:
     """Header (stripped names) and rows of ``metadata.csv``; :class:`DatasetError` if unusable."""
     try:
         raw = src.read_bytes("metadata.csv").decode("utf-8-sig")
@@ -295,11 +223,38 @@ def _repeated_rows(paths: Sequence[str], key_hashes: array) -> list[tuple[int, i
     return repeated
 
 
+def _parse_text(
+    tagged: str, labels: np.ndarray, cols: list[str], lookup: dict[str, int]
+) -> tuple[str, list[tuple[int, int, int]], list[str], list[str]]:
+    """One file's stripped text, its sorted concept spans, problems and warnings.
+
+    ``labels`` is the row's 0/1 concept flags: a tag naming a concept must have
+    its column set; any other tag marks a span of every concept set in the row."""
+    text, tagged_spans, problems = parse_tagged(tagged)
+    warnings: list[str] = []
+    if not text.strip():
+        problems.append("empty text")
+    spans: list[tuple[int, int, int]] = []
+    for sp in tagged_spans:
+        c = lookup.get(normalize_name(sp.tag))
+        if c is not None:
+            if not labels[c]:
+                problems.append(f"span tagged <{sp.tag}> but column '{cols[c]}' is 0")
+            spans.append((sp.start, sp.end, c))
+        else:
+            on = np.flatnonzero(labels)
+            if not len(on):
+                warnings.append(f"tag <{sp.tag}> in a row with no concept")
+            spans += [(sp.start, sp.end, int(c)) for c in on]
+    return text, sorted(set(spans)), problems, warnings
+
+
 def read_dataset_folder(
     folder: str | Path,
     seed: int = 0,
     concepts: Sequence[str] | None = None,
     name: str | None = None,
+    texts_on_disk: bool = False,
 ) -> TextDataset:
     """Load a dataset folder (or archive of one); raise :class:`DatasetError` listing all problems.
 
@@ -308,8 +263,15 @@ def read_dataset_folder(
         seed: seed of the stratified split used when there is no ``split`` column.
         concepts: concept column names; by default the 0/1 columns.
         name: name of the dataset (default: the folder path).
+        texts_on_disk: keep texts and spans in the folder: every file is read and
+            checked now, then read again whenever its text or spans are asked for
+            (:mod:`superact_lens.data.on_disk`), so memory holds paths, labels and an
+            8-byte digest per sample, not the texts. Ignored for an archive, which
+            is read into memory anyway.
     """
-    src, src_name = _open_source(folder, name)
+    src, src_name = open_source(folder, name)
+    on_disk = array("Q") if texts_on_disk and src.is_folder else None  # digests
+    lengths = array("q")
     header, rows = _read_metadata(src, src_name)
     problems: list[str] = []
     if "text_path" not in header:
@@ -333,37 +295,30 @@ def read_dataset_folder(
         key_hashes.append((hash(posix_key(rel)) or 1) if rel else 0)
         split, label_problems = _row_labels(row, cols, has_split, labels[r - 1])
         row_problems += label_problems
-        text, sample_spans = "", []
+        text, sample_spans = "", list[tuple[int, int, int]]()
         if not rel:
             row_problems.append("missing text_path")
         else:
             try:
-                tagged = src.read_bytes(rel).decode("utf-8-sig")
+                raw = src.read_bytes(rel)
+                tagged = raw.decode("utf-8-sig")
             except FileNotFoundError:
                 row_problems.append("file not found")
             except (OSError, UnicodeDecodeError) as err:
                 row_problems.append(f"unreadable file ({type(err).__name__}: {err})")
             else:
-                text, tagged_spans, tag_problems = parse_tagged(tagged)
-                row_problems += tag_problems
-                if not text.strip():
-                    row_problems.append("empty text")
-                for sp in tagged_spans:
-                    c = lookup.get(normalize_name(sp.tag))
-                    if c is not None:
-                        if not labels[r - 1, c]:
-                            row_problems.append(
-                                f"span tagged <{sp.tag}> but column '{cols[c]}' is 0"
-                            )
-                        sample_spans.append((sp.start, sp.end, c))
-                    else:
-                        on = np.flatnonzero(labels[r - 1])
-                        if not len(on):
-                            warnings.append(f"{where}: tag <{sp.tag}> in a row with no concept")
-                        sample_spans += [(sp.start, sp.end, int(c)) for c in on]
+                text, sample_spans, parse_problems, parse_warnings = _parse_text(
+                    tagged, labels[r - 1], cols, lookup
+                )
+                row_problems += parse_problems
+                warnings += [f"{where}: {w}" for w in parse_warnings]
+                if on_disk is not None:
+                    on_disk.append(digest(raw))
+                    lengths.append(len(text))
         problems += [f"{where}: {p}" for p in row_problems]
-        texts.append(text)
-        spans.append(sorted(set(sample_spans)))
+        if on_disk is None:
+            texts.append(text)
+            spans.append(sample_spans)
         paths.append(rel)
         splits.append(sys.intern(split))  # one str per split name, not per row
     # one text twice would be counted twice, or leak between splits
@@ -375,7 +330,17 @@ def read_dataset_folder(
         header, cols, labels, splits, has_split, seed, problems, src_name
     )
     meta = {"warnings": warnings, **meta}
-    return TextDataset(src_name, cols, texts, labels, spans, split_arr, paths, meta)
+    if on_disk is None:
+        return TextDataset(src_name, cols, texts, labels, spans, split_arr, paths, meta)
+
+    def parse(r: int, tagged: str) -> tuple[str, list[tuple[int, int, int]]]:
+        text, sample_spans, _, _ = _parse_text(tagged, labels[r], cols, lookup)
+        return text, sample_spans
+
+    reader = FolderReader(src.read_bytes, paths, on_disk, lengths, parse, src_name)
+    return TextDataset(
+        src_name, cols, reader.texts(), labels, reader.spans(), split_arr, paths, meta
+    )
 
 
 def write_dataset_folder(ds: TextDataset, folder: str | Path, subdir: str = "paragraphs") -> Path:

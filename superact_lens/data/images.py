@@ -32,11 +32,11 @@ from superact_lens.data.dataset import _Samples
 from superact_lens.data.folder import (
     _concept_lookup,
     _finish_splits,
-    _open_source,
     _read_metadata,
     _row_labels,
 )
 from superact_lens.data.patches import content_pixels, fit_mask, patch_masks
+from superact_lens.data.source import open_source
 from superact_lens.data.tags import normalize_name
 from superact_lens.errors import InputError
 
@@ -149,7 +149,7 @@ def read_image_folder(
     folder for an unknown image or concept, a white mask for a concept labelled 0,
     and everything the text reader refuses in ``metadata.csv``.
     """
-    src, src_name = _open_source(folder, name)
+    src, src_name = open_source(folder, name)
     header, rows = _read_metadata(src, src_name)
     problems: list[str] = []
     if "image_path" not in header:

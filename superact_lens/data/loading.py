@@ -44,7 +44,10 @@ def shipped_dataset_path(name: str) -> Path:
 
 
 def load_dataset(
-    name_or_folder: str | Path, seed: int = 0, concepts: Sequence[str] | None = None
+    name_or_folder: str | Path,
+    seed: int = 0,
+    concepts: Sequence[str] | None = None,
+    texts_on_disk: bool = False,
 ) -> TextDataset:
     """Load a dataset folder, a .tar.gz/.zip of one, or a shipped dataset by name.
 
@@ -55,6 +58,8 @@ def load_dataset(
             column (and of the synthetic set).
         concepts: the concept columns, when the 0/1-column rule would pick
             the wrong ones (e.g. a 0/1 column that is not a concept).
+        texts_on_disk: leave a folder's texts in its files, read back when asked
+            (:mod:`superact_lens.data.on_disk`; what ``superact run`` does).
 
     Raises:
         DatasetError: the folder is malformed; lists every problem with its row and file.
@@ -62,8 +67,14 @@ def load_dataset(
     """
     path = Path(name_or_folder)
     if path.exists():
-        return read_dataset_folder(path, seed=seed, concepts=concepts)
+        return read_dataset_folder(path, seed=seed, concepts=concepts, texts_on_disk=texts_on_disk)
     name = str(name_or_folder)
     if name == "synthetic":
         return make_synthetic_dataset(seed=seed)
-    return read_dataset_folder(shipped_dataset_path(name), seed=seed, concepts=concepts, name=name)
+    return read_dataset_folder(
+        shipped_dataset_path(name),
+        seed=seed,
+        concepts=concepts,
+        name=name,
+        texts_on_disk=texts_on_disk,
+    )

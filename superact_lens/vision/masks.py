@@ -186,12 +186,13 @@ def open_image_lens(config: Any, ds: ImageRunData) -> ConceptLens:
 
 def load_run_dataset(name: str | Path, seed: int = 0) -> Any:
     """What ``superact run`` reads from ``--dataset``: an :class:`ImageRunData` for an image
-    folder (``image_path`` column), else the :class:`TextDataset` of ``load_dataset``."""
+    folder (``image_path`` column), else the :class:`TextDataset` of ``load_dataset``
+    with the texts left in the folder (``texts_on_disk``)."""
     if is_image_folder(name):
         return load_image_run_data(name, seed=seed)
     from superact_lens.data import load_dataset
 
-    return load_dataset(name, seed=seed)
+    return load_dataset(name, seed=seed, texts_on_disk=True)
 
 
 def prepare_images(config: Any, ds: ImageRunData | None = None):
