@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,7 +42,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from superact_lens.data.on_disk import FolderSpans, FolderTexts
 from superact_lens.errors import InputError
 
 __all__ = [
@@ -59,6 +59,7 @@ CHUNK_BATCHES = 8
 #: Test hook: raise after this many chunks (of either pass) were committed.
 FAIL_ENV = "SUPERACT_FAIL_AFTER_CHUNKS"
 STATE_DIR = ".superact"
+_SPOOL_BYTES = 8 << 20  # dataset_fingerprint's spans JSON beyond this goes to a temp file
 
 
 def chunk_plan(
@@ -92,21 +93,28 @@ def _update_json_list(h: Any, items: Iterable[Any]) -> None:
 def dataset_fingerprint(ds: Any) -> str:
     """sha256 of what a run reads from a dataset: concepts, texts, labels, spans, splits.
 
-    Streamed sample by sample; the digest is that of the JSON documents
-    ``[concepts, texts]``, the label bytes, the spans and the splits. For texts left
-    in their folder (``data.on_disk``), the files' paths and digests as checked take
-    the place of texts and spans (which they determine): no file is read again."""
+    The digest is that of the JSON documents ``[concepts, texts]``, the label bytes,
+    the spans and the splits. It is streamed in one pass over the samples, so texts
+    left in their folder (``data.on_disk``) are read once: the texts go straight into
+    the digest, the spans' JSON into a spooled temporary file (in memory up to 8 MB,
+    ~30 bytes per sample) that is digested after the labels."""
     h = hashlib.sha256()
+    h.update(b"[" + json.dumps(list(ds.concepts)).encode() + b", [")
     texts, spans = ds.texts, ds.spans
-    if isinstance(texts, FolderTexts) and isinstance(spans, FolderSpans) and texts.same_rows(spans):
-        h.update(json.dumps([list(ds.concepts), "files", texts.content_sha256()]).encode())
+    if len(spans) != len(texts):
+        raise InputError(f"dataset: {len(texts)} texts but {len(spans)} span lists")
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spans_json:
+        spans_json.write(b"[")
+        for i in range(len(texts)):
+            sep = b", " if i else b""
+            h.update(sep + json.dumps(texts[i]).encode())
+            spans_json.write(sep + json.dumps([list(s) for s in spans[i]]).encode())
+        spans_json.write(b"]")
+        h.update(b"]]")
         h.update(np.ascontiguousarray(np.asarray(ds.labels, dtype=bool)).tobytes())
-    else:
-        h.update(b"[" + json.dumps(list(ds.concepts)).encode() + b", ")
-        _update_json_list(h, texts)
-        h.update(b"]")
-        h.update(np.ascontiguousarray(np.asarray(ds.labels, dtype=bool)).tobytes())
-        _update_json_list(h, ([list(s) for s in sp] for sp in spans))
+        spans_json.seek(0)
+        for block in iter(lambda: spans_json.read(1 << 20), b""):
+            h.update(block)
     _update_json_list(h, (str(s) for s in ds.splits))
     return h.hexdigest()
 

@@ -62,3 +62,17 @@ def test_fingerprint_sees_a_changed_span():
     before = dataset_fingerprint(ds)
     ds.spans = [[(0, 2, 0)]]
     assert dataset_fingerprint(ds) != before
+
+
+@settings(max_examples=30, deadline=None)
+@given(datasets())
+def test_fingerprint_with_the_spans_spooled_to_disk(ds):
+    """Spans beyond the spool's size go to a temporary file: same digest."""
+    from superact_lens import runstate
+
+    old = runstate._SPOOL_BYTES
+    runstate._SPOOL_BYTES = 1  # rolls over to disk at the first span
+    try:
+        assert dataset_fingerprint(ds) == _whole_documents(ds)
+    finally:
+        runstate._SPOOL_BYTES = old

@@ -129,20 +129,6 @@ class _FolderField(Sequence[Any]):
         """The character length of each item's text, without reading the files."""
         return self.reader.lengths[self._rows]
 
-    def content_sha256(self) -> str:
-        """sha256 of the items' files as checked: each one's path and 64-bit digest, in
-        order. Texts and spans are a function of these bytes and the row's labels."""
-        h = hashlib.sha256()
-        digests = np.frombuffer(self.reader._digests, dtype=np.uint64)
-        for r in self._rows.tolist():
-            h.update(self.reader.paths[r].encode("utf-8", "surrogatepass") + b"\0")
-        h.update(np.ascontiguousarray(digests[self._rows]).tobytes())
-        return h.hexdigest()
-
-    def same_rows(self, other: _FolderField) -> bool:
-        """Whether ``other`` reads the same rows of the same folder."""
-        return other.reader is self.reader and np.array_equal(other._rows, self._rows)
-
     def take(self, indices: Sequence[int]) -> Any:
         """The items at ``indices``, still read from the folder (what ``select`` keeps)."""
         return type(self)(self.reader, self._rows[np.asarray(indices, dtype=np.int64)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tarfile
 from pathlib import Path
 
@@ -110,21 +111,25 @@ def test_run_chunks_are_planned_from_the_known_lengths(tmp_path: Path, monkeypat
         )
 
 
-def test_fingerprint_of_texts_on_disk_follows_the_files(tmp_path: Path) -> None:
-    """Paths and file digests stand for texts and spans: the same folder read twice
-    agrees, an edited file or label changes it, and nothing is read to compute it."""
+def test_fingerprint_reads_each_file_once_and_equals_packed(tmp_path: Path, monkeypatch) -> None:
+    """The run's dataset hash is the same whether the texts are held or left on disk,
+    and it reads each file once (texts and spans in one pass)."""
     from superact_lens.runstate import dataset_fingerprint
 
-    rows, files = good_rows()
-    folder = write_folder(tmp_path / "d", rows, files)
-    first = load_dataset(folder, texts_on_disk=True)
-    fp = dataset_fingerprint(first)
-    first.texts.reader.row = None  # any read would raise
-    assert dataset_fingerprint(first) == fp
-    assert dataset_fingerprint(load_dataset(folder, texts_on_disk=True)) == fp
-    (folder / "p/1.txt").write_text("Plain text about nothing!", encoding="utf-8")
-    assert dataset_fingerprint(load_dataset(folder, texts_on_disk=True)) != fp
-    (folder / "p/1.txt").write_text(files["p/1.txt"], encoding="utf-8")
-    rows[4]["joy"] = 1
-    write_folder(folder, rows, {})
-    assert dataset_fingerprint(load_dataset(folder, texts_on_disk=True)) != fp
+    folder = write_ds(make_synthetic_dataset(n=40, seed=1), tmp_path / "d")
+    packed, on_disk = _both(folder)
+    reader = on_disk.texts.reader
+    monkeypatch.setattr(reader, "row", functools.lru_cache(maxsize=2)(reader._row))
+    reads: list[str] = []
+    read_bytes = reader._read_bytes
+
+    def counting(rel: str) -> bytes:
+        reads.append(rel)
+        return read_bytes(rel)
+
+    monkeypatch.setattr(reader, "_read_bytes", counting)
+    assert dataset_fingerprint(on_disk) == dataset_fingerprint(packed)
+    assert sorted(reads) == sorted(packed.paths)
+    reads.clear()
+    _ = list(on_disk.texts) + list(on_disk.spans)  # the cache is too small for two passes
+    assert len(reads) == 2 * len(packed)
