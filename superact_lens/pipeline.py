@@ -28,22 +28,18 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from jaxtyping import Bool
 from torch import Tensor
 
-from superact_lens.concepts import ConceptBank
-from superact_lens.data import TextDataset
-from superact_lens.detection import METHODS, PromptDetector, fit_detectors
+from superact_lens.detection import METHODS, fit_detectors
 from superact_lens.errors import InputError, InputTypeError
-from superact_lens.lens import ConceptLens
-from superact_lens.normalization import Normalizer
+from superact_lens.experiment import Experiment, SplitScores
 from superact_lens.results import build_results
 from superact_lens.run_fit import fit_banks, phases
 from superact_lens.run_fit import spanless_fallback as _spanless_fallback
@@ -64,7 +60,6 @@ from superact_lens.runstate import RunState, World, chunk_plan
 from superact_lens.scores import TokenScores
 from superact_lens.sinks import ProjectionSink, TokenCollector, sample_subset
 from superact_lens.stats.summary import SplitSummary
-from superact_lens.vision.masks import ImageRunData
 
 __all__ = [
     "ALL_METHODS",
@@ -143,79 +138,6 @@ class RunConfig:
         _check_device(self.device)
         if self.n_bootstrap < 1:
             raise InputError(f"n_bootstrap must be positive, got {self.n_bootstrap}")
-
-
-class SplitScores:
-    """One split's scores for one concept type, with the labels they are judged against.
-
-    ``summary``: the per-sample reductions detectors calibrate on and are evaluated
-    on (:class:`~superact_lens.stats.summary.SplitSummary`). ``scores`` (token scores,
-    and in ``.cls`` the CLS-level bank's sample scores) and ``masks`` (in-concept
-    token masks ``[n_tokens, C]``) are read from the run's committed chunks the
-    first time they are asked for (figures, notebooks, analyses), so a run that
-    does not ask never holds the split's token scores. ``parts()`` reads the split
-    chunk by chunk as ``(scores, labels, token_masks)`` (``separability_chunks``)
-    while the run's state is on disk.
-    """
-
-    def __init__(
-        self,
-        summary: SplitSummary,
-        labels: Bool[Tensor, "n C"],
-        load: Callable[[], tuple[TokenScores, Tensor]],
-        parts: Callable[[], Iterator[tuple[TokenScores, Tensor, Tensor]]],
-    ) -> None:
-        self.summary, self.labels, self.parts = summary, labels, parts
-        self._load: Callable[[], tuple[TokenScores, Tensor]] | None = load
-        self._scores: TokenScores | None = None
-        self._masks: Tensor | None = None
-
-    def _loaded(self) -> tuple[TokenScores, Tensor]:
-        if self._scores is None or self._masks is None:
-            if self._load is None:  # pragma: no cover -- set in __init__
-                raise RuntimeError("SplitScores: no loader")
-            self._scores, self._masks = self._load()
-            self._load = None
-        return self._scores, self._masks
-
-    @property
-    def scores(self) -> TokenScores:
-        return self._loaded()[0]
-
-    @property
-    def masks(self) -> Bool[Tensor, "n_tokens C"]:
-        return self._loaded()[1]
-
-
-@dataclass
-class Experiment:
-    """What a run produced, kept in memory for analyses, figures and notebooks."""
-
-    config: RunConfig
-    lens: ConceptLens
-    dataset: TextDataset | ImageRunData
-    layers: list[int]
-    normalizer: Normalizer
-    banks: dict[str, ConceptBank]
-    cls_banks: dict[str, ConceptBank]
-    cal: dict[str, SplitScores]
-    test: dict[str, SplitScores]
-    detectors: dict[str, dict[str, object]] = field(default_factory=dict)
-    prompt: PromptDetector | None = None  # fitted on nothing; asked on TEST
-    prompt_pred: Bool[Tensor, "n_test C"] | None = None
-    results: dict = field(default_factory=dict)
-    timing: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def tokens_of(self, row: int) -> list[str]:
-        """The content tokens of dataset row ``row`` as strings (TokenScores order);
-        for an image, its content patches as ``"row,col"``."""
-        if self.lens.is_vision:
-            rc = self.lens.content_patches([self.dataset.texts[row]])[0]
-            return [f"{r},{c}" for r, c in rc.tolist()]
-        batch = self.lens.tokenize([self.dataset.texts[row]])
-        ids = batch.input_ids[0][batch.content_mask[0]].tolist()
-        return list(self.lens.tokenizer.convert_ids_to_tokens(ids))
 
 
 def run_experiment(config: RunConfig, state_dir: str | Path | None = None) -> Experiment:
