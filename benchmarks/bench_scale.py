@@ -5,7 +5,7 @@ no download) and the planted synthetic dataset (``superact_lens.data.synthetic``
 3 concepts, train/cal/test = 50/25/25 %) written as a dataset folder. Every
 measurement is the real command, ``python -m superact_lens.cli run ... --concepts
 mean --no-figures`` (default bootstrap, 1000 resamples: its resampling block is
-capped at 2^20 index draws, so it costs the same memory from ~1050 test samples on),
+capped at 2^18 index draws, so it costs the same memory from ~263 test samples on),
 in a fresh process.
 
 * Memory: peak resident set size (``ru_maxrss`` of the finished child from
