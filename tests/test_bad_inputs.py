@@ -404,6 +404,28 @@ def test_cli_concept_without_positives_names_it_and_leaves_out_unchanged(
     assert _tree(kept) == {"notes.txt": b"mine"}
 
 
+def test_cli_dataset_file_edited_during_a_run_names_it_and_leaves_no_out(
+    capsys, monkeypatch, tmp_path, data, tiny
+):
+    """``superact run`` leaves the texts in their files (data.on_disk) and reads them
+    back per chunk: a file edited after the check is refused by name when read back."""
+    from superact_lens import pipeline
+
+    edited = data / "paragraphs" / "00000.txt"
+    stream_pass1 = pipeline.stream_pass1
+
+    def edit_then_stream(state, world, lens, train_texts, *args, **kwargs):
+        edited.write_text(edited.read_text() + " Edited.")
+        train_texts._texts.reader.row.cache_clear()  # 30 samples: all in the read cache
+        return stream_pass1(state, world, lens, train_texts, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "stream_pass1", edit_then_stream)
+    out = tmp_path / "out"
+    line = _one_line_error(capsys, _run_argv(str(tiny[0]), data, out))
+    assert "row 1 (file paragraphs/00000.txt): changed since the dataset was read" in line
+    assert not out.exists()
+
+
 # --- the theory module -----------------------------------------------------------------
 
 

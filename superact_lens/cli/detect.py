@@ -161,16 +161,10 @@ def _record_block(
 
 def run(args: argparse.Namespace) -> int:
     """Quiet means quiet: also no progress bar from transformers while the model loads."""
-    from transformers.utils import logging as hf_logging
+    from superact_lens.cli.run import quiet_loading
 
-    restore = args.quiet and hf_logging.is_progress_bar_enabled()
-    if restore:
-        hf_logging.disable_progress_bar()
-    try:
+    with quiet_loading(args.quiet):
         return _run(args)
-    finally:
-        if restore:
-            hf_logging.enable_progress_bar()
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -67,6 +67,22 @@ def command_out_folder(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def quiet_loading(quiet: bool) -> Iterator[None]:
+    """Quiet means quiet: with ``quiet``, no progress bar from transformers either
+    (its weight-loading bar) for the length of the block; restored after."""
+    from transformers.utils import logging as hf_logging
+
+    restore = quiet and hf_logging.is_progress_bar_enabled()
+    if restore:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if restore:
+            hf_logging.enable_progress_bar()
+
+
 def parse_layers(text: str | None) -> list[int | str] | None:
     """``--layers 0,25,50,75,100`` are percents through the model (the paper's grids);
     ``L3`` or ``l3`` selects residual layer index 3; ``all`` or nothing means every layer."""
@@ -294,7 +310,19 @@ def _rank_main(
     dataset: Any = None,
 ) -> None:
     """This process's part of the run (all of it when alone); rank 0 writes the outputs.
-    ``dataset``: the dataset ``_claim`` read in this process, if it did."""
+    ``dataset``: the dataset ``_claim`` read in this process, if it did; ``--quiet``
+    also silences transformers' loading bar."""
+    with quiet_loading(args.quiet):
+        _rank_body(args, out, state, solo_threads, dataset)
+
+
+def _rank_body(
+    args: argparse.Namespace,
+    out: Path,
+    state: RunState | None,
+    solo_threads: int | None,
+    dataset: Any,
+) -> None:
     import torch.distributed as dist
 
     from superact_lens.pipeline import run_rank
