@@ -249,6 +249,18 @@ def _parse_text(
     return text, sorted(set(spans)), problems, warnings
 
 
+class _RowParse:
+    """Row ``r``'s text and spans from its file's tagged text (what
+    :class:`~superact_lens.data.on_disk.FolderReader` calls; a class, so it pickles)."""
+
+    def __init__(self, labels: np.ndarray, cols: list[str], lookup: dict[str, int]) -> None:
+        self.labels, self.cols, self.lookup = labels, cols, lookup
+
+    def __call__(self, r: int, tagged: str) -> tuple[str, list[tuple[int, int, int]]]:
+        text, spans, _, _ = _parse_text(tagged, self.labels[r], self.cols, self.lookup)
+        return text, spans
+
+
 def read_dataset_folder(
     folder: str | Path,
     seed: int = 0,
@@ -333,10 +345,7 @@ def read_dataset_folder(
     if on_disk is None:
         return TextDataset(src_name, cols, texts, labels, spans, split_arr, paths, meta)
 
-    def parse(r: int, tagged: str) -> tuple[str, list[tuple[int, int, int]]]:
-        text, sample_spans, _, _ = _parse_text(tagged, labels[r], cols, lookup)
-        return text, sample_spans
-
+    parse = _RowParse(labels, cols, lookup)
     reader = FolderReader(src.read_bytes, paths, on_disk, lengths, parse, src_name)
     return TextDataset(
         src_name, cols, reader.texts(), labels, reader.spans(), split_arr, paths, meta

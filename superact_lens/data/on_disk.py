@@ -65,11 +65,20 @@ class FolderReader:
         self.lengths = (
             np.frombuffer(lengths, dtype=np.int64) if len(lengths) else np.zeros(0, np.int64)
         )
-        self._parse, self.source = parse, source
+        self._parse, self.source, self._cache_size = parse, source, cache_size
         self.row = functools.lru_cache(maxsize=cache_size)(self._row)
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["row"]  # the cache: rebuilt empty
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.row = functools.lru_cache(maxsize=self._cache_size)(self._row)
 
     def _row(self, r: int) -> tuple[str, list[Span]]:
         from superact_lens.data.dataset import DatasetError

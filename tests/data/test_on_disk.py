@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import pickle
 import tarfile
 from pathlib import Path
 
@@ -47,6 +48,19 @@ def test_select_and_subset_stay_on_disk_and_equal_packed(tmp_path_factory, seed,
     for split in ("train", "cal", "test"):
         sub_p, sub_d = packed.subset(split), on_disk.subset(split)
         assert list(sub_d.texts) == list(sub_p.texts) and list(sub_d.spans) == list(sub_p.spans)
+
+
+def test_an_on_disk_dataset_pickles(tmp_path: Path) -> None:
+    """A copy in another process reads the same folder, with the same digests."""
+    rows, files = good_rows()
+    folder = write_folder(tmp_path / "d", rows, files)
+    ds = load_dataset(folder, texts_on_disk=True).subset("test")
+    copy = pickle.loads(pickle.dumps(ds))
+    assert isinstance(copy.texts, FolderTexts)
+    assert list(copy.texts) == list(ds.texts) and list(copy.spans) == list(ds.spans)
+    (folder / "p/5.txt").write_text("A happy day.", encoding="utf-8")
+    with pytest.raises(DatasetError, match="changed since"):
+        pickle.loads(pickle.dumps(ds)).texts[1]
 
 
 def test_a_file_changed_after_the_read_is_refused(tmp_path: Path) -> None:
