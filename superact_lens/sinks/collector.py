@@ -281,10 +281,9 @@ class TokenCollector(Sink):
         return self._store_uid[used], used
 
     def _set_store(self, uids: Tensor, embeddings: Tensor, concepts: Tensor) -> None:
-        n = len(uids)
-        self._store, self._store_uid = embeddings.clone(), uids.clone()
-        self._store_concepts = concepts.bool().clone()
-        self._slot_of = dict(zip(uids.tolist(), range(n), strict=True))
+        """Make these tensors the store (taken as they are, not copied), full."""
+        self._store, self._store_uid, self._store_concepts = embeddings, uids, concepts
+        self._slot_of = dict(zip(uids.tolist(), range(len(uids)), strict=True))
         self._free = []
 
     def _config(self) -> dict[str, Any]:
@@ -341,9 +340,7 @@ class TokenCollector(Sink):
                 store[row, dest] = source._store[row, slots]
             concepts[dest] = source._store_concepts[slots]
             start += len(part_uids)
-        self._store, self._store_uid, self._store_concepts = store, uids[order], concepts
-        self._slot_of = dict(zip(self._store_uid.tolist(), range(len(uids)), strict=True))
-        self._free = []
+        self._set_store(uids[order], store, concepts)
         return self
 
     def state_dict(self) -> dict[str, Any]:
@@ -395,5 +392,9 @@ class TokenCollector(Sink):
                 f"expected ({n_stored}, {n_concepts})"
             )
         self.seen_ = state["seen"].bool().clone()
-        self._set_store(state["uids"].long(), state["embeddings"], state["concepts"])
+        self._set_store(
+            state["uids"].long().clone(),
+            state["embeddings"].clone(),
+            state["concepts"].bool().clone(),
+        )
         return self
