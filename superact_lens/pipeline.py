@@ -56,7 +56,7 @@ from superact_lens.run_passes import (
     summarize_pass2,
 )
 from superact_lens.run_prepare import RowsView, prepare
-from superact_lens.runstate import RunState, World, chunk_plan
+from superact_lens.runstate import RunState, World
 from superact_lens.scores import TokenScores
 from superact_lens.sinks import ProjectionSink, TokenCollector, sample_subset
 from superact_lens.stats.summary import SplitSummary
@@ -205,7 +205,7 @@ def run_rank(
     # negatives than cap_neg): their embeddings would otherwise grow with the run.
     cls_rows = sample_subset(train_labels, config.cap_in, config.cap_neg, config.seed)
     bs = config.batch_size
-    stream_pass1(
+    n_chunks = stream_pass1(
         state, world, lens, train_texts, make_collector, cls_rows, layers, bs, config.progress
     )
     world.barrier()
@@ -217,7 +217,6 @@ def run_rank(
     n_sample_tokens: int | None = None
     if world.rank == 0:
         with world.solo():
-            n_chunks = len(chunk_plan(train_texts, bs))
             normalizer, sample, cls_emb = merge_pass1(state, n_chunks, make_collector, cls_rows)
             sample, notes = _spanless_fallback(sample, names)
             n_sample_tokens = int(sample.embeddings.shape[1])
@@ -245,7 +244,7 @@ def run_rank(
     def eval_masks(pos: list[int]) -> PackedMasks:
         return masks_of(eval_rows[pos])
 
-    stream_pass2(
+    n_chunks = stream_pass2(
         state, world, lens, eval_texts, make_sinks, eval_masks, layers, bs, config.progress
     )
     world.barrier()
@@ -253,7 +252,6 @@ def run_rank(
         return None
     if n_sample_tokens is None:  # pragma: no cover -- rank 0 merged pass 1 above
         raise RuntimeError("run_rank: rank 0 has no token sample")
-    n_chunks = len(chunk_plan(eval_texts, bs))
     n_cal = len(idx["cal"])
     bounds = {"cal": range(0, n_cal), "test": range(n_cal, len(eval_rows))}
 

@@ -57,8 +57,9 @@ def stream_pass1(
     layers: list[int],
     batch_size: int,
     progress: bool,
-) -> None:
-    """Stream this rank's unfinished TRAIN chunks; commit each to ``pass1/``.
+) -> int:
+    """Stream this rank's unfinished TRAIN chunks; commit each to ``pass1/``. Returns
+    the number of chunks in the pass's plan (every rank's).
 
     ``make_collector(sample_index)`` builds a TokenCollector over the whole split;
     ``cls_rows`` (ascending train indices, :func:`~superact_lens.sinks.sample_subset`)
@@ -92,6 +93,7 @@ def stream_pass1(
             {"collector": running.state_dict(), "chunks": {"done": done}},
         )
         state.committed()
+    return len(chunks)
 
 
 def merge_pass1(
@@ -176,10 +178,11 @@ def stream_pass2(
     layers: list[int],
     batch_size: int,
     progress: bool,
-) -> None:
+) -> int:
     """Stream this rank's unfinished CAL+TEST chunks; commit their scores to ``pass2/``
     with their token masks (``masks_of(positions)``, packed in that order), so that
-    nothing after this pass needs the masks of the whole split in memory."""
+    nothing after this pass needs the masks of the whole split in memory. Returns
+    the number of chunks in the pass's plan (every rank's)."""
     chunks = chunk_plan(texts, batch_size)
     mine = _mine(world, len(chunks), state.pass2_done(len(chunks)))
     for k, j in enumerate(mine):
@@ -205,6 +208,7 @@ def stream_pass2(
         }
         save_state(state.chunk_path(state.pass2, j), states)
         state.committed()
+    return len(chunks)
 
 
 def merge_pass2(
