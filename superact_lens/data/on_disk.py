@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from superact_lens.data.packed import ListEquality
 from superact_lens.errors import InputError
 
 __all__ = ["FolderReader", "FolderSpans", "FolderTexts"]
@@ -111,7 +112,7 @@ def digest(raw: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little")
 
 
-class _FolderField(Sequence[Any]):
+class _FolderField(ListEquality):
     """Item ``k`` is field ``_FIELD`` of ``reader.row(rows[k])`` (all rows by default)."""
 
     _FIELD: int
@@ -142,13 +143,6 @@ class _FolderField(Sequence[Any]):
     def take(self, indices: Sequence[int]) -> Any:
         """The items at ``indices``, still read from the folder (what ``select`` keeps)."""
         return type(self)(self.reader, self._rows[np.asarray(indices, dtype=np.int64)])
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={len(self)}, source={self.reader.source!r})"

@@ -25,7 +25,19 @@ __all__ = ["PackedSpans", "PackedStrings"]
 Span = tuple[int, int, int]
 
 
-class _Packed:
+class ListEquality(Sequence[Any]):
+    """``==`` against any sequence, item by item, like the list a sequence stands in
+    for (and, like a list, no hash). Shared with :mod:`superact_lens.data.on_disk`."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Packed(ListEquality):
     """Shared by both: item ``i`` lies in ``[ends[i - 1], ends[i])`` of the buffer."""
 
     _ends: array
@@ -47,13 +59,6 @@ class _Packed:
 
     def __iter__(self) -> Iterator[Any]:
         return (self._item(i) for i in range(len(self)))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like the list it replaces
 
     def __repr__(self) -> str:
         head = ", ".join(repr(self._item(i)) for i in range(min(3, len(self))))
