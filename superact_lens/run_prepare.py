@@ -86,10 +86,10 @@ class RowsView(Sequence[str]):
             return [self._texts[int(i)] for i in self._rows[k]]
         return self._texts[int(self._rows[k])]
 
-    def lengths(self) -> np.ndarray:
-        """Each item's length (0 for what is not a str), without reading texts left on
-        disk (``data.on_disk`` knows them): what :func:`~superact_lens.runstate.chunk_plan`
-        orders by."""
-        if hasattr(self._texts, "lengths"):
-            return self._texts.lengths()[self._rows]
-        return np.array([len(t) if isinstance(t, str) else 0 for t in self], dtype=np.int64)
+    def known_lengths(self) -> np.ndarray | None:
+        """Each item's length when the texts know it without being read (texts left
+        on disk, ``data.on_disk``), else None: what
+        :func:`~superact_lens.runstate.chunk_plan` orders by."""
+        if hasattr(self._texts, "known_lengths"):
+            return self._texts.known_lengths()[self._rows]
+        return None

@@ -72,8 +72,9 @@ def chunk_plan(
     chunk ``j`` holds batches ``j * chunk_batches ...``. Streaming a chunk's texts in this order
     with the same ``batch_size`` reproduces the one-process batches.
     """
-    if hasattr(texts, "lengths"):  # e.g. texts left on disk (data.on_disk): not read again
-        lengths = texts.lengths().tolist()
+    known = texts.known_lengths() if hasattr(texts, "known_lengths") else None
+    if known is not None:  # texts left on disk (data.on_disk): not read again
+        lengths = known.tolist()
     else:
         lengths = [len(t) if isinstance(t, str) else 0 for t in texts]
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])

@@ -136,7 +136,7 @@ class _FolderField(ListEquality):
     def __iter__(self) -> Iterator[Any]:
         return (self[k] for k in range(len(self)))
 
-    def lengths(self) -> np.ndarray:
+    def known_lengths(self) -> np.ndarray:
         """The character length of each item's text, without reading the files."""
         return self.reader.lengths[self._rows]
 
