@@ -282,8 +282,8 @@ def read_dataset_folder(
             is read into memory anyway.
     """
     src, src_name = open_source(folder, name)
-    on_disk = array("Q") if texts_on_disk and src.is_folder else None  # digests
-    lengths = array("q")
+    on_disk = texts_on_disk and src.is_folder
+    digests, lengths = array("Q"), array("q")  # of each file, when left on disk
     header, rows = _read_metadata(src, src_name)
     problems: list[str] = []
     if "text_path" not in header:
@@ -324,11 +324,11 @@ def read_dataset_folder(
                 )
                 row_problems += parse_problems
                 warnings += [f"{where}: {w}" for w in parse_warnings]
-                if on_disk is not None:
-                    on_disk.append(digest(raw))
+                if on_disk:
+                    digests.append(digest(raw))
                     lengths.append(len(text))
         problems += [f"{where}: {p}" for p in row_problems]
-        if on_disk is None:
+        if not on_disk:
             texts.append(text)
             spans.append(sample_spans)
         paths.append(rel)
@@ -342,11 +342,11 @@ def read_dataset_folder(
         header, cols, labels, splits, has_split, seed, problems, src_name
     )
     meta = {"warnings": warnings, **meta}
-    if on_disk is None:
+    if not on_disk:
         return TextDataset(src_name, cols, texts, labels, spans, split_arr, paths, meta)
 
     parse = _RowParse(labels, cols, lookup)
-    reader = FolderReader(src.read_bytes, paths, on_disk, lengths, parse, src_name)
+    reader = FolderReader(src.read_bytes, paths, digests, lengths, parse, src_name)
     return TextDataset(
         src_name, cols, reader.texts(), labels, reader.spans(), split_arr, paths, meta
     )
