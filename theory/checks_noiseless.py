@@ -197,9 +197,13 @@ def check_d4(cfg: Config) -> CheckResult:
         same = (a * a_pole > 0) & (a != a_pole)
         vbar, _ = masked_mean_variance(a, a, a_pole.expand_as(a), kappa, same)
         g_pole = g(kappa[:, None] * a_pole, a.unsqueeze(-2))
-        r = (a_pole - a) / a_pole
+        # r (1 + b k Vbar) / (1 + b g / a_pole) with r = (a_pole - a) / a_pole, multiplied
+        # through by a_pole: no division by a pole near zero (a_pole = -2.2e-308
+        # overflowed r to -1e308 and the product to -inf)
         rhs = (
-            r * (1 + beta[:, None] * kappa[:, None] * vbar) / (1 + beta[:, None] * g_pole / a_pole)
+            (a_pole - a)
+            * (1 + beta[:, None] * kappa[:, None] * vbar)
+            / (a_pole + beta[:, None] * g_pole)
         )
         pole_new = new.gather(-1, k)
         lhs = (pole_new - new) / pole_new

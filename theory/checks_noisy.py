@@ -181,10 +181,9 @@ def check_d9(cfg: Config) -> CheckResult:
         e_pole = _rows(cfg.eps, k)
         g_pole = g(kappa * a_pole, a.unsqueeze(-2), e_pole)
         eta_pole = cfg.eta_vec.gather(-1, k)
-        r = gap / a_pole
-        rhs = (r * (1 + beta * kappa * vt) + rho / a_pole) / (
-            1 + (beta * g_pole + eta_pole) / a_pole
-        )
+        # the identity in r = gap / a_pole, multiplied through by a_pole: no division
+        # by a pole near zero (as in check_d4)
+        rhs = (gap * (1 + beta * kappa * vt) + rho) / (a_pole + beta * g_pole + eta_pole)
         lhs = gap_new / new.gather(-1, k)
         res = torch.maximum(
             res, _worst(_rel(lhs, rhs, torch.full_like(lhs, FLOOR)), same, largest=True)

@@ -44,6 +44,19 @@ def test_statement_holds(name, cfg):
     assert result.passed, (name, result.values, cfg.a, cfg.beta, cfg.kappa, cfg.delta)
 
 
+@pytest.mark.parametrize("name, delta, eta", [("D.4", 0.0, 0.0), ("D.9", 0.2, 0.1)])
+@pytest.mark.parametrize("pole", [-2.2250738585072014e-308, -1e-300, 1e-300])
+@pytest.mark.parametrize("kappa", [0.0, 1.0, 1e4])
+def test_ratio_identities_hold_with_a_pole_next_to_zero(name, delta, eta, pole, kappa):
+    """The ratio identities divide by the pole in their statements; computed that way,
+    a pole of -2.2e-308 (found by hypothesis) overflowed to -inf and a NaN residual."""
+    a = torch.tensor([[3.0 if pole > 0 else -3.0, pole]], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    eps, eta_vec = theory.sample_noise(a, delta, eta, generator=gen)
+    result = theory.CHECKS[name](Config(a, 1.0, kappa, delta, eta, eps, eta_vec))
+    assert result.passed, result.values
+
+
 def test_batched_random_configs_all_pass():
     cfg = theory.random_configs(64, tokens=6, seed=1)
     for name, result in theory.run_checks(cfg).items():
