@@ -185,8 +185,9 @@ def check_d9(cfg: Config) -> CheckResult:
         # by a pole near zero (as in check_d4)
         rhs = (gap * (1 + beta * kappa * vt) + rho) / (a_pole + beta * g_pole + eta_pole)
         lhs = gap_new / new.gather(-1, k)
+        checked = same & torch.isfinite(gap / a_pole)  # r is a float64 (as in check_d4)
         res = torch.maximum(
-            res, _worst(_rel(lhs, rhs, torch.full_like(lhs, FLOOR)), same, largest=True)
+            res, _worst(_rel(lhs, rhs, torch.full_like(lhs, FLOOR)), checked, largest=True)
         )
         slack = _worst((R - rho.abs()) / scale, same, largest=False)
         rem_slack = torch.minimum(rem_slack, slack)
